@@ -1,0 +1,86 @@
+"""The interface every restoration method implements, classical or learned.
+
+Images are ``numpy`` arrays of float32 in [0, 1] (the degraded input may leave that range: Gaussian noise is
+not clipped), shaped ``H×W`` (gray) or ``H×W×3`` (RGB). A *setting* is the task's knob: σ on the 0–255 scale
+for denoising, the scale factor for super-resolution.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+from typing import Any, ClassVar
+
+import numpy as np
+import torch
+
+from pipeline.registry import Registry
+
+
+class Method:
+    """A restoration method: ``restore(degraded, setting) -> estimate of the clean image``."""
+
+    name: ClassVar[str] = ""
+    tasks: ClassVar[tuple[str, ...]] = ()
+    trainable: ClassVar[bool] = False
+
+    def __init__(self, **hparams: Any) -> None:
+        self.hparams = dict(hparams)
+
+    def restore(self, image: np.ndarray, setting: int) -> np.ndarray:
+        raise NotImplementedError
+
+    def restore_batch(self, images: Sequence[np.ndarray], setting: int) -> list[np.ndarray]:
+        """Restore several images; methods override this where batching or a process pool helps."""
+        return [self.restore(image, setting) for image in images]
+
+
+class LearnedMethod(Method):
+    """A method backed by a ``torch.nn.Module`` whose weights come from training or an official checkpoint."""
+
+    trainable: ClassVar[bool] = True
+
+    def __init__(self, **hparams: Any) -> None:
+        super().__init__(**hparams)
+        self.network: torch.nn.Module | None = None
+        self.device = torch.device("cpu")
+
+    def build_network(self, setting: int) -> torch.nn.Module:
+        """A freshly initialised network for ``setting`` with this method's hyper-parameters."""
+        raise NotImplementedError
+
+    def import_official(self, path: Path, setting: int) -> Mapping[str, torch.Tensor]:
+        """Convert an official checkpoint file into a state dict of :meth:`build_network`'s module."""
+        raise NotImplementedError(f"{self.name} has no official checkpoint importer")
+
+    def load(self, state_dict: Mapping[str, torch.Tensor], setting: int, device: str = "cpu") -> None:
+        """Build the network for ``setting`` and load ``state_dict`` strictly."""
+        network = self.build_network(setting)
+        network.load_state_dict(state_dict, strict=True)
+        self.device = torch.device(device)
+        self.network = network.to(self.device).eval()
+
+    def load_file(self, path: Path, setting: int, device: str = "cpu") -> None:
+        """Load a checkpoint written by n3bench (``{"state_dict": ...}``), refusing pickled code."""
+        payload = torch.load(path, map_location="cpu", weights_only=True)
+        self.load(payload["state_dict"], setting, device)
+
+    def to_tensor(self, image: np.ndarray) -> torch.Tensor:
+        """``H×W[×C]`` array → ``1×C×H×W`` float tensor on the method's device."""
+        array = image[None] if image.ndim == 2 else np.moveaxis(image, -1, 0)
+        return torch.from_numpy(np.ascontiguousarray(array, dtype=np.float32))[None].to(self.device)
+
+    @staticmethod
+    def to_image(tensor: torch.Tensor) -> np.ndarray:
+        """``1×C×H×W`` tensor → ``H×W`` (C = 1) or ``H×W×C`` float32 array."""
+        array = tensor[0].detach().cpu().numpy().astype(np.float32)
+        return array[0] if array.shape[0] == 1 else np.moveaxis(array, 0, -1)
+
+    def restore(self, image: np.ndarray, setting: int) -> np.ndarray:
+        if self.network is None:
+            raise RuntimeError(f"{self.name}: load weights before restoring (load or load_file)")
+        with torch.inference_mode():
+            return self.to_image(self.network(self.to_tensor(image)))
+
+
+METHODS: Registry[type[Method]] = Registry("method")

@@ -14,6 +14,7 @@ from typing import Any, ClassVar
 import numpy as np
 import torch
 
+from pipeline.data.download import RemoteFile
 from pipeline.registry import Registry
 
 
@@ -23,6 +24,8 @@ class Method:
     name: ClassVar[str] = ""
     tasks: ClassVar[tuple[str, ...]] = ()
     trainable: ClassVar[bool] = False
+    #: how many images evaluation hands to :meth:`restore_batch` at once
+    batch_size: ClassVar[int] = 1
 
     def __init__(self, **hparams: Any) -> None:
         self.hparams = dict(hparams)
@@ -39,6 +42,8 @@ class LearnedMethod(Method):
     """A method backed by a ``torch.nn.Module`` whose weights come from training or an official checkpoint."""
 
     trainable: ClassVar[bool] = True
+    #: official checkpoints by setting (``None``: one file for every setting, e.g. a blind or multi-scale model)
+    official: ClassVar[Mapping[int | None, RemoteFile]] = {}
 
     def __init__(self, **hparams: Any) -> None:
         super().__init__(**hparams)
@@ -48,6 +53,14 @@ class LearnedMethod(Method):
     def build_network(self, setting: int) -> torch.nn.Module:
         """A freshly initialised network for ``setting`` with this method's hyper-parameters."""
         raise NotImplementedError
+
+    def official_file(self, setting: int) -> RemoteFile:
+        """The published checkpoint for ``setting``."""
+        remote = self.official.get(setting) or self.official.get(None)
+        if remote is None:
+            published = ", ".join(str(key) for key in self.official) or "none"
+            raise ValueError(f"{self.name} has no official checkpoint for setting {setting} (published: {published})")
+        return remote
 
     def import_official(self, path: Path, setting: int) -> Mapping[str, torch.Tensor]:
         """Convert an official checkpoint file into a state dict of :meth:`build_network`'s module."""

@@ -1,0 +1,236 @@
+"""Load and validate ``params.yaml``; resolve the active profile.
+
+Every stage calls :func:`load_params` first, so a malformed file fails before any work starts, with the key
+that is wrong and the values it may take.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from pipeline.errors import UserError
+
+PARAMS_FILE = Path("params.yaml")
+PROFILES = ("smoke", "pretrained", "paper")
+FOLDER_COLORS = ("gray", "y", "rgb")
+#: the params key of each task's setting axis
+SETTINGS = {"denoise": "sigmas", "sr": "scales"}
+
+
+class ParamsError(UserError, ValueError):
+    """``params.yaml`` does not follow the schema; the message names the key."""
+
+
+def _is_list_of(kind: type | tuple[type, ...]):
+    def check(value: Any) -> bool:
+        return isinstance(value, list) and all(
+            isinstance(item, kind) and not isinstance(item, bool) for item in value
+        )
+
+    return check
+
+
+_NAMES = _is_list_of(str)
+_INTS = _is_list_of(int)
+_ANY_MAPPING = "mapping"  # free-form block (method hyper-parameters, folder datasets)
+
+FIT_SCHEMA: dict[str, Any] = {
+    "mode": ("train", "official"),
+    "steps": int,
+    "batch_size": int,
+    "patch_size": int,
+    "lr": float,
+    "lr_final": float,
+    "weight_decay": float,
+    "checkpoint_every": int,
+    "validate_every": int,
+    "sigma_range": _INTS,
+    "bn_recalibration_steps": int,
+}
+TASK_PROFILE_SCHEMA: dict[str, Any] = {
+    "methods": _NAMES,
+    "testsets": _NAMES,
+    "trainsets": _NAMES,
+    "max_images": (int, type(None)),
+}
+SCHEMA: dict[str, Any] = {
+    "profile": PROFILES,
+    "mirror": (str, type(None)),
+    "seed": int,
+    "datasets": _NAMES,
+    "folders": _ANY_MAPPING,
+    "denoise": {
+        "methods": _NAMES,
+        "sigmas": _INTS,
+        "protocol": {"noise_clip": bool, "noise_quantize": bool, "output_quantize": bool},
+        "bootstrap": {"resamples": int, "confidence": float},
+    },
+    "sr": {
+        "methods": _NAMES,
+        "scales": _INTS,
+        "protocol": {"y_quantize": bool, "output_quantize": bool},
+    },
+    "methods": _ANY_MAPPING,
+    "profiles": {
+        profile: {
+            "device": ("cpu", "cuda", "auto"),
+            "datasets": _NAMES,
+            "methods": _ANY_MAPPING,
+            "denoise": {**TASK_PROFILE_SCHEMA, "sigmas": _INTS},
+            "sr": {**TASK_PROFILE_SCHEMA, "scales": _INTS},
+            "fit": FIT_SCHEMA,
+        }
+        for profile in PROFILES
+    },
+}
+
+
+def _describe(expected: Any) -> str:
+    if isinstance(expected, tuple) and all(isinstance(item, str) for item in expected):
+        return "one of " + ", ".join(expected)
+    if isinstance(expected, tuple):
+        return " or ".join("null" if kind is type(None) else kind.__name__ for kind in expected)
+    if isinstance(expected, type):
+        return expected.__name__
+    if expected == _ANY_MAPPING or isinstance(expected, dict):
+        return "a mapping"
+    return "a list of " + ("names" if expected is _NAMES else "integers")
+
+
+def _valid(value: Any, expected: Any) -> bool:
+    if isinstance(expected, tuple) and all(isinstance(item, str) for item in expected):
+        return value in expected
+    if expected is float:
+        return isinstance(value, (int, float)) and not isinstance(value, bool)
+    if isinstance(expected, (type, tuple)):
+        return isinstance(value, expected) and not (isinstance(value, bool) and expected is int)
+    if expected == _ANY_MAPPING:
+        return isinstance(value, dict)
+    return expected(value)
+
+
+def validate(params: Mapping[str, Any], schema: Mapping[str, Any] = SCHEMA, prefix: str = "") -> None:
+    """Raise :class:`ParamsError` for an unknown key or a value of the wrong type."""
+    for key, value in params.items():
+        where = f"{prefix}{key}"
+        if key not in schema:
+            raise ParamsError(f"params.yaml: unknown key {where!r}; allowed here: {', '.join(schema)}")
+        expected = schema[key]
+        if isinstance(expected, dict):
+            if not isinstance(value, dict):
+                raise ParamsError(f"params.yaml: {where!r} must be a mapping, not {value!r}")
+            validate(value, expected, where + ".")
+        elif not _valid(value, expected):
+            raise ParamsError(f"params.yaml: {where!r} = {value!r} is invalid; expected {_describe(expected)}")
+
+
+@dataclass(frozen=True)
+class Params:
+    """The validated parameters, with the active profile's section at hand."""
+
+    raw: dict[str, Any]
+
+    @property
+    def profile(self) -> str:
+        return self.raw["profile"]
+
+    @property
+    def active(self) -> dict[str, Any]:
+        return self.raw["profiles"][self.profile]
+
+    def task(self, task: str) -> dict[str, Any]:
+        """The task's global section merged with the active profile's section for it."""
+        return {**self.raw.get(task, {}), **self.active.get(task, {})}
+
+    def method(self, name: str) -> dict[str, Any]:
+        """A method's hyper-parameters: the global block updated by the active profile's override."""
+        hparams = dict(self.raw.get("methods", {}).get(name) or {})
+        hparams.update(self.active.get("methods", {}).get(name) or {})
+        hparams.pop("note", None)
+        return hparams
+
+    def cell_active(self, task: str, method: str, setting: int) -> bool:
+        """Whether the active profile computes the cell (other cells of the matrix write a skip marker)."""
+        section = self.task(task)
+        return method in section.get("methods", []) and setting in section.get(SETTINGS[task], [])
+
+    @property
+    def fit(self) -> dict[str, Any]:
+        return dict(self.active.get("fit", {}))
+
+    @property
+    def device(self) -> str:
+        wanted = self.active.get("device", "cpu")
+        if wanted == "auto":
+            import torch
+
+            return "cuda" if torch.cuda.is_available() else "cpu"
+        return wanted
+
+    @property
+    def mirror(self) -> str | None:
+        """The local mirror: ``N3BENCH_MIRROR`` wins over the params key (not a tracked param: same bytes)."""
+        return os.environ.get("N3BENCH_MIRROR") or self.raw.get("mirror")
+
+
+def _require_subset(names: list, allowed: list, where: str, source: str) -> None:
+    for name in names:
+        if name not in allowed:
+            raise ParamsError(
+                f"params.yaml: {where} names {name!r}, which is not in {source} ({', '.join(map(str, allowed))})"
+            )
+
+
+def _check_folders(folders: dict[str, Any]) -> None:
+    for name, entry in folders.items():
+        where = f"params.yaml: folders.{name}"
+        if not isinstance(entry, dict) or not isinstance(entry.get("path"), str):
+            raise ParamsError(f"{where} must be a mapping with a 'path' (the folder of images)")
+        if entry.get("color", "gray") not in FOLDER_COLORS:
+            raise ParamsError(f"{where}.color = {entry.get('color')!r} is invalid; expected one of "
+                              f"{', '.join(FOLDER_COLORS)}")
+
+
+def _check_names(params: dict[str, Any]) -> None:
+    """Cross-references: every name a profile uses must be declared where the DVC matrix reads it."""
+    profile = params["profile"]
+    active = params["profiles"][profile]
+    datasets = active.get("datasets", [])
+    _require_subset(datasets, params.get("datasets", []), f"profiles.{profile}.datasets", "the top-level datasets")
+    for task, axis in SETTINGS.items():
+        section, where = active.get(task, {}), f"profiles.{profile}.{task}"
+        for key in ("testsets", "trainsets"):
+            _require_subset(section.get(key, []), datasets, f"{where}.{key}", f"profiles.{profile}.datasets")
+        _require_subset(section.get("methods", []), params.get(task, {}).get("methods", []), f"{where}.methods",
+                        f"{task}.methods")
+        _require_subset(section.get(axis, []), params.get(task, {}).get(axis, []), f"{where}.{axis}",
+                        f"{task}.{axis}")
+        _require_subset(params.get(task, {}).get("methods", []), list(params.get("methods", {})),
+                        f"{task}.methods", "the methods section (each method needs an entry there)")
+
+
+def load_params(path: Path = PARAMS_FILE) -> Params:
+    """Read, validate and wrap ``params.yaml``."""
+    if not path.exists():
+        raise ParamsError(f"{path} not found: run n3bench from the repository root")
+    try:
+        raw = yaml.safe_load(path.read_text()) or {}
+    except yaml.YAMLError as error:
+        raise ParamsError(f"{path} is not valid YAML: {error}") from None
+    if not isinstance(raw, dict):
+        raise ParamsError(f"{path} must hold a mapping at the top level")
+    validate(raw)
+    for required in ("profile", "profiles", "datasets"):
+        if required not in raw:
+            raise ParamsError(f"params.yaml: the key {required!r} is missing")
+    if raw["profile"] not in raw["profiles"]:
+        raise ParamsError(f"params.yaml: profile {raw['profile']!r} has no section under 'profiles'")
+    _check_folders(raw.get("folders") or {})
+    _check_names(raw)
+    return Params(raw)

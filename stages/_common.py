@@ -1,0 +1,29 @@
+"""What every stage entry point shares: the skip marker and clean error reporting."""
+
+from __future__ import annotations
+
+import functools
+import sys
+from collections.abc import Callable
+from typing import Any
+
+import click
+
+from pipeline.errors import UserError
+
+#: the file a stage writes instead of its outputs when the active profile does not compute the cell
+SKIP_NOTE = "SKIPPED"
+
+
+def clean_errors(command: Callable[..., Any]) -> Callable[..., Any]:
+    """Turn the user's failures (:class:`UserError`, a missing file) into ``error: <message>``, exit 1."""
+
+    @functools.wraps(command)
+    def wrapper(*args: Any, **kwargs: Any) -> Any:
+        try:
+            return command(*args, **kwargs)
+        except (UserError, FileNotFoundError) as error:
+            click.echo(f"error: {error}", err=True)
+            sys.exit(1)
+
+    return wrapper

@@ -1,0 +1,78 @@
+import json
+import shutil
+from pathlib import Path
+
+import numpy as np
+import pytest
+import yaml
+from click.testing import CliRunner
+from skimage import io
+
+from pipeline.cli import main
+
+REPO = Path(__file__).parents[2]
+
+
+@pytest.fixture
+def project(tmp_path, monkeypatch):
+    """A working directory with the repository's params.yaml (outputs land in tmp)."""
+    shutil.copy(REPO / "params.yaml", tmp_path / "params.yaml")
+    monkeypatch.chdir(tmp_path)
+    return tmp_path
+
+
+def run(*args: str):
+    return CliRunner().invoke(main, list(args), catch_exceptions=False)
+
+
+def test_help_lists_the_commands():
+    result = run("--help")
+    assert result.exit_code == 0
+    for command in ("datasets", "evaluate", "report", "denoise", "upscale"):
+        assert command in result.output
+
+
+def test_datasets_list_shows_every_registry_entry(project):
+    result = run("datasets", "list")
+    assert result.exit_code == 0
+    lines = {line.split()[0]: line.split() for line in result.output.splitlines()[1:]}
+    assert {"set12", "bsd68", "urban100", "bsds400", "set5", "set14", "b100", "t91", "div2k", "waterloo", "dnd",
+            "sidd"} <= set(lines)
+    assert lines["set12"][1:3] == ["denoise", "12"] and lines["set12"][4] == "no"
+
+
+def test_unknown_names_list_the_valid_ones_without_a_traceback(project):
+    result = run("datasets", "prepare", "set13")
+    assert result.exit_code == 1
+    assert "unknown dataset 'set13'; valid names:" in result.output and "set12" in result.output
+    assert "Traceback" not in result.output
+    result = run("evaluate", "--method", "bm4d", "--dataset", "sample_gray", "--setting", "25")
+    assert result.exit_code == 1 and "unknown method 'bm4d'" in result.output and "bm3d" in result.output
+
+
+def test_add_folder_registers_a_dataset_that_flows_into_evaluation(project):
+    folder = project / "photos"
+    folder.mkdir()
+    rng = np.random.default_rng(1)
+    for name in ("one", "two"):
+        io.imsave(folder / f"{name}.png", rng.integers(0, 256, (40, 48), dtype=np.uint8), check_contrast=False)
+    result = run("datasets", "add-folder", str(folder), "--name", "photos", "--gray")
+    assert result.exit_code == 0, result.output
+    params = yaml.safe_load((project / "params.yaml").read_text())
+    assert params["folders"]["photos"] == {"path": str(folder.resolve()), "color": "gray"}
+    assert "photos" in params["profiles"]["smoke"]["denoise"]["testsets"]
+    assert "# n3bench parameters" in (project / "params.yaml").read_text()  # comments survive the edit
+
+    listed = [line for line in run("datasets", "list").output.splitlines() if line.startswith("photos")]
+    assert listed and "local folder" in listed[0]
+
+    result = run("evaluate", "--method", "noisy", "--dataset", "photos", "--setting", "25", "--json")
+    summary = json.loads(result.stdout)
+    assert {"method", "dataset", "setting", "n_images", "psnr", "ssim", "seconds"} <= set(summary)
+    assert summary["n_images"] == 2 and 19 < summary["psnr"] < 22  # noisy input at σ=25: about 20.2 dB
+    assert not (project / "reports").exists()  # nothing tracked is written unless asked
+
+
+def test_add_folder_refuses_a_builtin_name(project, tmp_path):
+    result = run("datasets", "add-folder", str(tmp_path), "--name", "set12")
+    assert result.exit_code == 1 and "taken" in result.output

@@ -151,10 +151,9 @@ def evaluate(method_name: str, dataset: str, setting: int, weights: str | None, 
 @click.option("--profile", default=None, help="Profile whose results to render (default: the active one).")
 def report(profile: str | None) -> None:
     """Regenerate reports/<profile>/ from the metric files and per-image tables."""
-    from pipeline.report import build_report
+    from pipeline.report import build_report_from_params
 
-    params = load_params()
-    click.echo(f"report written to {build_report(profile or params.profile, params)}")
+    click.echo(f"report written to {build_report_from_params(load_params(), profile)}")
 
 
 # --- your own images ------------------------------------------------------------------------------------------

@@ -62,6 +62,11 @@ def random_patches(images: Sequence[np.ndarray], count: int, size: int, rng: np.
     return np.ascontiguousarray(np.stack(patches), dtype=np.float32)
 
 
+def _batch_tensor(array: np.ndarray, device: torch.device) -> torch.Tensor:
+    """``N×H×W`` array → ``N×1×H×W`` float tensor on ``device``."""
+    return torch.from_numpy(np.ascontiguousarray(array, dtype=np.float32))[:, None].to(device)
+
+
 @dataclass
 class RestorationTraining:
     """Patch-based training of an image-to-image method on (degraded, clean) pairs built by the task."""
@@ -85,9 +90,9 @@ class RestorationTraining:
             degraded = clean + rng.standard_normal(clean.shape).astype(np.float32) * np.float32(sigma) / 255
         else:
             scales = [int(rng.choice(self.method.hparams.get("train_scales", [self.setting]))) for _ in clean]
-            degraded = np.stack([self.task.degrade_luma(patch, scale) for patch, scale in zip(clean, scales)])
-        to = lambda array: torch.from_numpy(np.ascontiguousarray(array, dtype=np.float32))[:, None].to(device)
-        return to(degraded), to(clean)
+            pairs = zip(clean, scales, strict=True)
+            degraded = np.stack([self.task.degrade_luma(patch, scale) for patch, scale in pairs])
+        return _batch_tensor(degraded, device), _batch_tensor(clean, device)
 
     def loss(self, network: nn.Module, batch: tuple[torch.Tensor, torch.Tensor]) -> torch.Tensor:
         degraded, clean = batch
@@ -115,7 +120,8 @@ def _training(method: LearnedMethod, task: Task, setting: int, params: Params) -
     images = [image for name in section["trainsets"] for image in load_dataset(name, color)]
     validation = []
     if section.get("testsets"):
-        validation = [(f"val{index}", image) for index, image in enumerate(load_dataset(section["testsets"][0], color)[:2])]
+        first = load_dataset(section["testsets"][0], color)[:2]
+        validation = [(f"val{index}", image) for index, image in enumerate(first)]
     sigma_range = tuple(fit.get("sigma_range", (0, 55))) if method.hparams.get("blind", False) else None
     return RestorationTraining(method, task, setting, images, validation, fit.get("batch_size", 16),
                                fit.get("patch_size", 80), sigma_range)

@@ -44,4 +44,5 @@ def upscale_file(image: Path, method: Method, scale: int, output: Path) -> str:
     low = read_image(image)
     high = upscale_rgb(low, scale, method)
     write_png(output, high)
-    return f"{image} ({low.shape[1]}×{low.shape[0]}) → {output} ({high.shape[1]}×{high.shape[0]}, {method.name} ×{scale})"
+    sizes = f"{low.shape[1]}×{low.shape[0]} → {high.shape[1]}×{high.shape[0]}"
+    return f"{image} → {output} ({method.name} ×{scale}, {sizes})"

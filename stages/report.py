@@ -11,17 +11,10 @@ from stages._common import clean_errors
 @click.command()
 @clean_errors
 def main() -> None:
-    params = load_params()
-    bootstrap = params.raw.get("denoise", {}).get("bootstrap", {})
-    from pipeline.report import build_report
+    from pipeline.report import build_report_from_params
 
-    out = build_report(
-        params.profile,
-        resamples=bootstrap.get("resamples", 10000),
-        confidence=bootstrap.get("confidence", 0.95),
-        seed=params.raw.get("seed", 0),
-    )
-    click.echo(f"report {params.profile}: {out / 'README.md'}")
+    out = build_report_from_params(load_params())
+    click.echo(f"report: {out / 'README.md'}")
 
 
 if __name__ == "__main__":

@@ -3,6 +3,9 @@
 from __future__ import annotations
 
 import os
+import shutil
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -28,3 +31,40 @@ def mirror() -> Path:
     if root is None:
         pytest.skip("needs N3BENCH_MIRROR pointing at a folder with datasets/ and pretrained/")
     return root
+
+
+REPO = Path(__file__).parents[1]
+
+
+def shell(*args: str, cwd: Path, env: dict | None = None, check: bool = True) -> subprocess.CompletedProcess:
+    """Run a command offline (no mirror) with this interpreter's tools first on PATH; fail with its output."""
+    base = {key: value for key, value in os.environ.items() if key != "N3BENCH_MIRROR"}
+    base["PATH"] = str(Path(sys.executable).parent) + os.pathsep + base.get("PATH", "")
+    result = subprocess.run(args, cwd=cwd, env={**base, **(env or {})}, capture_output=True, text=True, timeout=1800)
+    if check:
+        assert result.returncode == 0, f"{' '.join(args)}:\n{result.stdout[-3000:]}\n{result.stderr[-3000:]}"
+    return result
+
+
+def commit_all(project: Path, message: str) -> None:
+    shell("git", "add", "-A", cwd=project)
+    shell("git", "-c", "user.name=n3bench", "-c", "user.email=n3bench@localhost", "commit", "-qm", message,
+          cwd=project)
+
+
+@pytest.fixture(scope="session")
+def copy_repository(tmp_path_factory):
+    """A factory of fresh copies of the repository (tracked and unignored files, one commit), like a clone."""
+
+    def make() -> Path:
+        target = tmp_path_factory.mktemp("project")
+        listed = shell("git", "ls-files", "-co", "--exclude-standard", "-z", cwd=REPO).stdout.split("\0")
+        for name in filter(None, listed):
+            if (REPO / name).is_file():
+                (target / name).parent.mkdir(parents=True, exist_ok=True)
+                shutil.copy2(REPO / name, target / name)
+        shell("git", "init", "-q", cwd=target)
+        commit_all(target, "copy")
+        return target
+
+    return make

@@ -25,7 +25,7 @@ def test_the_shipped_params_are_valid_and_default_to_smoke():
 @pytest.mark.parametrize(
     ("edit", "message"),
     [
-        (lambda p: p.update(profile="fast"), r"'profile' = 'fast' is invalid; expected one of smoke, pretrained, paper"),
+        (lambda p: p.update(profile="fast"), r"'profile' = 'fast' is invalid; expected one of smoke, pretrained"),
         (lambda p: p.update(seed="zero"), r"'seed' = 'zero' is invalid; expected int"),
         (lambda p: p["denoise"].update(sigmas=[25, "fifty"]), r"'denoise.sigmas'.*a list of integers"),
         (lambda p: p["profiles"]["smoke"]["fit"].update(stepz=3), r"unknown key 'profiles.smoke.fit.stepz'; allowed"),

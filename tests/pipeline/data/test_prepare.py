@@ -37,7 +37,7 @@ def test_folder_dataset_converts_to_gray_and_names_a_corrupt_file(tmp_path):
     assert manifest[["image", "height", "width", "channels"]].values.tolist() == [["a", 20, 24, 1]]
 
     (folder / "broken.png").write_bytes(b"\x89PNG\r\n\x1a\n truncated")
-    with pytest.raises(DatasetError, match="broken.png"):
+    with pytest.raises(DatasetError, match=r"broken\.png"):
         prepare(folder_dataset("mine", str(folder), "gray"), tmp_path / "out", raw=tmp_path / "raw")
     # the earlier result is untouched and no staging folder is left behind
     assert load_manifest(tmp_path / "out", "mine")["image"].tolist() == ["a"]

@@ -164,9 +164,11 @@ def _ready_method(method_name: str, task: str, setting: int, checkpoint: str) ->
     from pipeline.methods import LearnedMethod
 
     params = load_params()
-    method = make_method(method_name, params, task)
+    weights = None if checkpoint == "profile" else checkpoint
+    official = checkpoint == "official" or (weights is None and params.fit.get("mode") == "official")
+    method = make_method(method_name, params, task, official=official)
     if isinstance(method, LearnedMethod):
-        weights = resolve_weights(params, task, method_name, setting, None if checkpoint == "profile" else checkpoint)
+        weights = resolve_weights(params, task, method_name, setting, weights)
         load_fitted(method, weights, setting, params.device)
     return method
 

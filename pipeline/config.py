@@ -148,10 +148,12 @@ class Params:
         """The task's global section merged with the active profile's section for it."""
         return {**self.raw.get(task, {}), **self.active.get(task, {})}
 
-    def method(self, name: str) -> dict[str, Any]:
-        """A method's hyper-parameters: the global block updated by the active profile's override."""
+    def method(self, name: str, profile_override: bool = True) -> dict[str, Any]:
+        """A method's hyper-parameters: the global block, updated by the active profile's override unless
+        ``profile_override`` is false (official checkpoints always have the global, published architecture)."""
         hparams = dict(self.raw.get("methods", {}).get(name) or {})
-        hparams.update(self.active.get("methods", {}).get(name) or {})
+        if profile_override:
+            hparams.update(self.active.get("methods", {}).get(name) or {})
         hparams.pop("note", None)
         return hparams
 

@@ -26,11 +26,12 @@ MODEL_FILE = "model.pt"
 MANIFEST_FILE = "model.json"
 
 
-def make_method(name: str, params: Params, task: str) -> Method:
-    """Instantiate a registered method with its params block; it must support ``task``."""
+def make_method(name: str, params: Params, task: str, official: bool = False) -> Method:
+    """Instantiate a registered method with its params block (the global one for ``official`` weights); it must
+    support ``task``."""
     import models  # noqa: F401  (importing the package registers every method)
 
-    method = METHODS.get(name)(**params.method(name))
+    method = METHODS.get(name)(**params.method(name, profile_override=not official))
     if task not in method.tasks:
         raise ParamsError(f"method {name!r} does not support task {task!r} (it supports {', '.join(method.tasks)})")
     return method
@@ -129,7 +130,7 @@ def _training(method: LearnedMethod, task: Task, setting: int, params: Params) -
 
 def fit_cell(params: Params, task_name: str, method_name: str, setting: int, out: Path) -> dict[str, Any]:
     """Produce ``out`` for one cell; returns the metadata written beside the weights."""
-    method = make_method(method_name, params, task_name)
+    method = make_method(method_name, params, task_name, official=params.fit.get("mode") == "official")
     metadata = {"method": method_name, "task": task_name, "setting": setting, "profile": params.profile,
                 "hparams": method.hparams}
     out.mkdir(parents=True, exist_ok=True)
@@ -163,7 +164,7 @@ def import_official(method: LearnedMethod, setting: int, params: Params, out: Pa
 
 def official_weights(params: Params, task: str, method_name: str, setting: int) -> Path:
     """The converted official checkpoint of a cell (converted once, then reused)."""
-    method = make_method(method_name, params, task)
+    method = make_method(method_name, params, task, official=True)
     if not isinstance(method, LearnedMethod):
         raise ParamsError(f"method {method_name!r} is classical: it has no weights")
     out = paths.official_dir(task, method_name, setting)

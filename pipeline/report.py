@@ -436,6 +436,14 @@ def _csv(frame: pd.DataFrame) -> bytes:
     return frame.to_csv(index=False, lineterminator="\n").encode()
 
 
+def training_curves(profile: str, root: Path) -> Iterator[tuple[str, bytes]]:
+    """The dvclive histories of every trained cell, as ``plots/training/<task>_<cell>_<metric>.tsv``."""
+    fit = root / paths.RUNS / profile / "fit"
+    for history in sorted(fit.glob("*/*/live/plots/metrics/*.tsv")):
+        cell_dir = history.parents[3]
+        yield f"plots/training/{cell_dir.parent.name}_{cell_dir.name}_{history.stem}.tsv", history.read_bytes()
+
+
 def figures(profile: str, results: pd.DataFrame, per_image: pd.DataFrame, root: Path) -> Iterator[tuple[str, bytes]]:
     """(relative path, bytes) of every plot-data file and figure."""
     for task, column in SETTING_COLUMN.items():
@@ -513,6 +521,7 @@ def build_report(profile: str, root: Path = Path("."), *, paper_tables: Path | N
     paired = paired_comparisons(per_image, resamples, confidence, seed)
     tables = yaml.safe_load((paper_tables or root / PAPER_TABLES).read_text())["tables"]
     files = dict(figures(profile, results, per_image, root))
+    files.update(training_curves(profile, root))
     names = sorted(name for name in files if name.endswith(".png"))
     files["results.csv"] = _csv(results)
     files["paired.csv"] = _csv(paired)

@@ -25,6 +25,8 @@ import torch
 from torch import nn
 from tqdm import tqdm
 
+from pipeline.errors import UserError
+
 
 class TrainingTask(Protocol):
     """What a learned method provides for training."""
@@ -58,7 +60,7 @@ class Schedule:
         return self.lr * (self.lr_final / self.lr) ** (step / max(1, self.steps - 1))
 
 
-class Interrupted(RuntimeError):
+class Interrupted(UserError, RuntimeError):
     """Training stopped by SIGTERM after writing a checkpoint."""
 
 

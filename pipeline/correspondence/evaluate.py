@@ -10,6 +10,7 @@ from __future__ import annotations
 import time
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 import pandas as pd
@@ -17,7 +18,7 @@ import pandas as pd
 from pipeline.correspondence.features import OPENCV_VERSION
 from pipeline.correspondence.geometry import pose_errors
 from pipeline.correspondence.methods import Matcher
-from pipeline.correspondence.tables import INLIER, OUTLIER, Pair, screen
+from pipeline.correspondence.tables import INLIER, OUTLIER, Pair, degeneracy, drop_non_finite
 
 BIN_WIDTH_DEG = 5
 MAX_THRESHOLD_DEG = 30
@@ -48,14 +49,31 @@ def inlier_scores(predicted: np.ndarray, labels: np.ndarray) -> tuple[float, flo
     return precision, recall, 2 * precision * recall / max(precision + recall, 1e-12)
 
 
-def evaluate_pair(matcher: Matcher, pair: Pair) -> dict[str, float]:
-    """One pair's errors, inlier scores and timing."""
+ROW_COLUMNS = [
+    "pair_id", "method", "dataset", "err_R", "err_t", "err", "failed", "degenerate", "nan_matches",
+    "precision", "recall", "f1", "n_matches", "n_predicted", "seconds",
+]
+
+
+def evaluate_pair(matcher: Matcher, pair: Pair) -> dict[str, Any]:
+    """One pair's errors, inlier scores and timing.
+
+    Matches with non-finite coordinates are dropped first; a pair that is then degenerate (too few matches,
+    collinear points) is not run and counts as a failure (180°/90°), with ``degenerate`` naming the reason.
+    """
+    pair, dropped = drop_non_finite(pair)
+    row: dict[str, Any] = {"nan_matches": dropped, "n_matches": len(pair), "degenerate": degeneracy(pair) or ""}
+    if row["degenerate"]:
+        nan = float("nan")
+        err_R, err_t = pose_errors(None, pair.R, pair.t)
+        return row | {"err_R": err_R, "err_t": err_t, "err": max(err_R, err_t), "failed": True,
+                      "precision": nan, "recall": nan, "f1": nan, "n_predicted": 0, "seconds": 0.0}
     start = time.perf_counter()
     prediction = matcher.predict(pair)
     seconds = time.perf_counter() - start
     err_R, err_t = pose_errors(prediction.pose, pair.R, pair.t)
     precision, recall, f1 = inlier_scores(prediction.inliers, pair.label)
-    return {
+    return row | {
         "err_R": err_R,
         "err_t": err_t,
         "err": max(err_R, err_t),
@@ -63,40 +81,41 @@ def evaluate_pair(matcher: Matcher, pair: Pair) -> dict[str, float]:
         "precision": precision,
         "recall": recall,
         "f1": f1,
-        "n_matches": len(pair),
         "n_predicted": int(prediction.inliers.sum()),
         "seconds": seconds,
     }
 
 
 def summarise(rows: pd.DataFrame, thresholds: Iterable[int] = REPORTED_THRESHOLDS) -> dict[str, float]:
-    """mAPs, median errors and mean inlier scores of per-pair rows (one method, one dataset)."""
+    """mAPs over all pairs (failures and degenerate pairs included), median errors, mean inlier scores, counts."""
     errors = rows["err"].to_numpy()
     summary = {f"map{threshold}": mean_average_precision(errors, threshold) for threshold in thresholds}
     summary |= {f"median_{name}": float(rows[name].median()) for name in ("err_R", "err_t")}
-    summary |= {name: float(rows[name].mean()) for name in ("precision", "recall", "f1", "failed")}
-    return summary | {"n_pairs": float(len(rows))}
+    summary |= {name: float(rows[name].mean()) for name in ("precision", "recall", "f1")}
+    degenerate = rows.loc[rows["degenerate"] != "", "degenerate"].value_counts()
+    return summary | {
+        "n_pairs": len(rows),
+        "n_failed": int(rows["failed"].sum()),
+        "n_degenerate": int(degenerate.sum()),
+        **{f"degenerate_{reason}": int(count) for reason, count in sorted(degenerate.items())},
+        "nan_matches": int(rows["nan_matches"].sum()),
+        "seconds_per_pair": float(rows["seconds"].mean()) if len(rows) else 0.0,
+    }
 
 
 def evaluate(
     matcher: Matcher, pairs: Iterable[Pair], method: str, dataset: str = ""
-) -> tuple[pd.DataFrame, dict[str, float | str]]:
-    """Per-pair rows (long format) and a summary; degenerate and NaN pairs are screened out and counted.
-
-    The summary also records the matcher's settings (τ_R, protocol) and the OpenCV version.
-    """
-    screened = screen(pairs)
+) -> tuple[pd.DataFrame, dict[str, Any]]:
+    """Per-pair rows (:data:`ROW_COLUMNS`) and a summary that records the matcher's settings and OpenCV."""
     rows = pd.DataFrame(
         [
             {"pair_id": pair.pair_id, "method": method, "dataset": dataset or pair.dataset}
             | evaluate_pair(matcher, pair)
-            for pair in screened.pairs
+            for pair in pairs
         ],
-        columns=["pair_id", "method", "dataset", "err_R", "err_t", "err", "failed", "precision", "recall", "f1"]
-        + ["n_matches", "n_predicted", "seconds"],
+        columns=ROW_COLUMNS,
     )
-    skipped = {f"skipped_{reason}": float(count) for reason, count in sorted(screened.counts.items())}
-    return rows, summarise(rows) | skipped | matcher.settings() | {"opencv": OPENCV_VERSION}
+    return rows, summarise(rows) | matcher.settings() | {"opencv": OPENCV_VERSION}
 
 
 @dataclass(frozen=True)

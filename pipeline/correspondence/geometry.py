@@ -29,6 +29,7 @@ def essential(R: np.ndarray, t: np.ndarray) -> np.ndarray:
 
 
 def homogeneous(points: np.ndarray) -> np.ndarray:
+    """Append a column of ones."""
     return np.concatenate([points, np.ones((len(points), 1))], axis=1)
 
 
@@ -75,7 +76,10 @@ def pose_from_essential(E: np.ndarray, xs: np.ndarray, keep: np.ndarray) -> Pose
     if keep.sum() < MIN_POSE_POINTS or not np.all(np.isfinite(E)):
         return None
     x1, x2 = _points(xs[keep])
-    return _recover(np.asarray(E, dtype=np.float64), x1, x2, np.ones(len(x1), dtype=bool))[1]
+    try:
+        return _recover(np.asarray(E, dtype=np.float64), x1, x2, np.ones(len(x1), dtype=bool))[1]
+    except cv2.error:
+        return None
 
 
 def pose_ransac(
@@ -89,11 +93,14 @@ def pose_ransac(
         return None
     x1, x2 = _points(xs[keep])
     cv2.setRNGSeed(seed)
-    E, mask = cv2.findEssentialMat(x1, x2, np.eye(3), method=cv2.RANSAC, prob=prob, threshold=threshold)
-    if E is None or mask is None:
+    try:
+        E, mask = cv2.findEssentialMat(x1, x2, np.eye(3), method=cv2.RANSAC, prob=prob, threshold=threshold)
+        if E is None or mask is None:
+            return None
+        mask = mask.ravel() > 0
+        candidates = [_recover(E[i : i + 3], x1, x2, mask) for i in range(0, len(E) - 2, 3)]
+    except cv2.error:  # degenerate input OpenCV refuses
         return None
-    mask = mask.ravel() > 0
-    candidates = [_recover(E[i : i + 3], x1, x2, mask) for i in range(0, len(E) - 2, 3)]
     if not candidates:
         return None
     best = max(candidates, key=lambda candidate: candidate[0])[1]

@@ -10,12 +10,14 @@ Registered in :data:`MATCHERS`:
     weighted eight-point E decomposed on the top 10 % by logit: protocol (a), used for validation).
 
 The RANSAC threshold τ_R is in calibrated units; its default 0.01 is the 2018 code's value (spec §3.1).
+A trained matcher is stored as ``{"state_dict", "method", "hparams"}`` (:func:`load_matcher` reads it).
 """
 
 from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any, ClassVar
 
 import numpy as np
@@ -24,6 +26,7 @@ import torch
 from models.cnet import CorrespondenceNet, inlier_weights, weighted_eight_point
 from pipeline.correspondence.geometry import Pose, essential, pose_from_essential, pose_ransac
 from pipeline.correspondence.tables import Pair
+from pipeline.errors import UserError
 from pipeline.registry import Registry
 
 PROTOCOLS = ("ransac", "weighted8")
@@ -107,9 +110,6 @@ class LearnedMatcher(Matcher):
         """A freshly initialised network of this variant; ``hparams`` override the architecture."""
         return CorrespondenceNet(**{**cls.architecture, **hparams})
 
-    def load(self, state_dict: Mapping[str, torch.Tensor]) -> None:
-        self.network.load_state_dict(state_dict, strict=True)
-
     def settings(self) -> dict[str, Any]:
         return {**super().settings(), "protocol": self.protocol}
 
@@ -126,14 +126,13 @@ class LearnedMatcher(Matcher):
 
     def predict(self, pair: Pair) -> Prediction:
         logits = self.logits(pair.xs)
+        scores = logits.numpy()
+        if self.protocol == "ransac":
+            pose = self.ransac(pair.xs, scores >= 0)
+            return Prediction(scores, scores >= 0, essential(pose.R, pose.t) if pose else None, pose)
         e_hat = weighted_eight_point(torch.as_tensor(pair.xs), inlier_weights(logits)).double().numpy()
         E = e_hat.reshape(3, 3)
-        scores = logits.numpy()
-        if self.protocol == "weighted8":
-            pose = pose_from_essential(E, pair.xs, top_fraction(scores))
-        else:
-            pose = self.ransac(pair.xs, scores >= 0)
-        return Prediction(scores, scores >= 0, E, pose)
+        return Prediction(scores, scores >= 0, E, pose_from_essential(E, pair.xs, top_fraction(scores)))
 
 
 @MATCHERS.register("cnet")
@@ -145,3 +144,27 @@ class CNet(LearnedMatcher):
 class N3NetCNet(LearnedMatcher):
     name = "n3net_cnet"
     architecture: ClassVar[dict[str, Any]] = {"n3_k": 3}
+
+
+def checkpoint_metadata(method: str, hparams: Mapping[str, Any]) -> dict[str, Any]:
+    """What :func:`load_matcher` needs besides the weights (``pipeline.train.save_model`` metadata)."""
+    return {"method": method, "hparams": dict(hparams)}
+
+
+def load_matcher(name: str, weights: Path | None = None, device: str = "cpu", **settings: Any) -> Matcher:
+    """The registered matcher ``name``; learned ones load ``weights`` (a ``model.pt`` written after training).
+
+    ``settings`` are constructor arguments: ``threshold``, ``prob``, ``seed`` and, for learned ones,
+    ``protocol``.
+    """
+    cls = MATCHERS.get(name)
+    if not issubclass(cls, LearnedMatcher):
+        return cls(**settings)
+    if weights is None:
+        raise UserError(f"correspondence method {name!r} is learned: give the model.pt written by its training")
+    payload = torch.load(Path(weights), map_location="cpu", weights_only=True)
+    if payload.get("method") != name:
+        raise UserError(f"{weights} holds a {payload.get('method')!r} model, not {name!r}")
+    network = cls.build_network(**payload["hparams"])
+    network.load_state_dict(payload["state_dict"], strict=True)
+    return cls(network=network.to(device).eval(), **settings)

@@ -1,6 +1,7 @@
-"""Image pairs with putative matches, their two Parquet tables, and the per-pair degeneracy screen.
+"""Image pairs with putative matches, their sharded Parquet tables, and the per-pair degeneracy screen.
 
-``matches.parquet``: one row per putative match, in the pair's stored order (CNet truncates batches to the
+A split folder holds shard pairs ``matches-NNNNN.parquet`` and ``pairs-NNNNN.parquet`` (256 pairs each by
+default). ``matches``: one row per putative match, in the pair's stored order (CNet truncates batches to the
 first ``n`` matches, so order matters):
 
 =========  =======  ===============================================================================
@@ -14,7 +15,7 @@ episym     float32  symmetric squared epipolar distance under the ground-truth p
 label      int8     1 inlier, 0 outlier, −1 unknown (masked out of losses and metrics)
 =========  =======  ===============================================================================
 
-``pairs.parquet``: one row per pair: ``pair_id, dataset, split, source, image1, image2`` (strings),
+``pairs``: one row per pair: ``pair_id, dataset, split, source, image1, image2`` (strings),
 ``width1, height1, width2, height2`` (int32), ``K1, K2`` (9 float64, row-major pixel intrinsics),
 ``R`` (9), ``t`` (3, unit), ``E`` (9, ``[t]ₓR`` with unit Frobenius norm), ``n_matches`` (int32).
 """
@@ -72,8 +73,10 @@ class Pair:
     episym: np.ndarray = field(init=False)
 
     def __post_init__(self) -> None:
-        self.xs = np.asarray(self.xs, dtype=np.float32)
+        self.xs = np.asarray(self.xs, dtype=np.float32).reshape(-1, 4)
         self.label = np.asarray(self.label, dtype=np.int8)
+        if self.label.shape != (len(self.xs),):
+            raise ValueError(f"pair {self.pair_id}: {len(self.xs)} matches but labels of shape {self.label.shape}")
         self.t = np.asarray(self.t, dtype=np.float64) / np.linalg.norm(self.t)
         if self.ratio is None:
             self.ratio = np.full(len(self.xs), np.nan, dtype=np.float32)
@@ -122,30 +125,53 @@ def _pair_row(pair: Pair) -> dict[str, object]:
 
 def to_tables(pairs: Sequence[Pair]) -> tuple[pa.Table, pa.Table]:
     """``(matches, pairs)`` Arrow tables with :data:`MATCH_SCHEMA` and :data:`PAIR_SCHEMA`."""
+    if not pairs:
+        return MATCH_SCHEMA.empty_table(), PAIR_SCHEMA.empty_table()
     parts = [_match_columns(pair) for pair in pairs]
-    matches = {name: np.concatenate([part[name] for part in parts]) for name in MATCH_SCHEMA.names} if parts else {}
-    match_table = pa.table(matches, schema=MATCH_SCHEMA) if parts else MATCH_SCHEMA.empty_table()
-    return match_table, pa.Table.from_pylist([_pair_row(pair) for pair in pairs], schema=PAIR_SCHEMA)
+    matches = {name: np.concatenate([part[name] for part in parts]) for name in MATCH_SCHEMA.names}
+    return pa.table(matches, schema=MATCH_SCHEMA), pa.Table.from_pylist([_pair_row(p) for p in pairs], schema=PAIR_SCHEMA)
 
 
-def write_tables(pairs: Sequence[Pair], folder: Path) -> tuple[Path, Path]:
-    """Write ``matches.parquet`` and ``pairs.parquet`` into ``folder``; returns both paths."""
+def write_pairs(pairs: Iterable[Pair], folder: Path, pairs_per_shard: int = 256) -> int:
+    """Write ``pairs`` as shards ``matches-NNNNN.parquet`` + ``pairs-NNNNN.parquet``; returns the pair count.
+
+    ``pairs`` is consumed lazily, so a generator of any length needs memory for one shard only.
+    """
     folder.mkdir(parents=True, exist_ok=True)
-    paths = folder / "matches.parquet", folder / "pairs.parquet"
-    for table, path in zip(to_tables(pairs), paths, strict=True):
-        pq.write_table(table, path)
-    return paths
+    shard, count = [], 0
+    for pair in pairs:
+        shard.append(pair)
+        if len(shard) == pairs_per_shard:
+            _write_shard(shard, folder, count // pairs_per_shard)
+            count, shard = count + len(shard), []
+    if shard or not count:
+        _write_shard(shard, folder, count // pairs_per_shard)
+    return count + len(shard)
 
 
-def read_pairs(folder: Path) -> list[Pair]:
-    """The pairs stored by :func:`write_tables`, in their stored order."""
-    matches = pq.read_table(folder / "matches.parquet").to_pandas()
-    rows = pq.read_table(folder / "pairs.parquet").to_pylist()
-    groups = {key: group.sort_values("index") for key, group in matches.groupby("pair_id", sort=False)}
-    return [_from_row(row, groups[row["pair_id"]]) for row in rows]
+def _write_shard(pairs: Sequence[Pair], folder: Path, index: int) -> None:
+    matches, rows = to_tables(pairs)
+    pq.write_table(matches, folder / f"matches-{index:05d}.parquet")
+    pq.write_table(rows, folder / f"pairs-{index:05d}.parquet")
+
+
+def read_pairs(folder: Path, limit: int | None = None) -> list[Pair]:
+    """The first ``limit`` (default all) pairs stored by :func:`write_pairs`, in their stored order."""
+    pairs: list[Pair] = []
+    for rows_path in sorted(folder.glob("pairs-*.parquet")):
+        if limit is not None and len(pairs) >= limit:
+            break
+        rows = pq.read_table(rows_path).to_pylist()
+        matches = pq.read_table(rows_path.with_name(rows_path.name.replace("pairs-", "matches-"))).to_pandas()
+        offsets = np.concatenate([[0], np.cumsum([row["n_matches"] for row in rows])])
+        for row, start, stop in zip(rows, offsets[:-1], offsets[1:], strict=True):
+            pairs.append(_from_row(row, matches.iloc[start:stop]))
+    return pairs[:limit]
 
 
 def _from_row(row: dict, matches: pd.DataFrame) -> Pair:
+    if len(matches) and not (matches["pair_id"] == row["pair_id"]).all():
+        raise ValueError(f"matches of pair {row['pair_id']!r} are not stored together in their shard")
     return Pair(
         pair_id=row["pair_id"],
         xs=matches[list(COORDINATES)].to_numpy(np.float32),
@@ -179,6 +205,12 @@ def degeneracy(pair: Pair) -> str | None:
     return None
 
 
+def drop_non_finite(pair: Pair) -> tuple[Pair, int]:
+    """The pair without matches that have a NaN or infinite coordinate, and how many were dropped."""
+    finite = np.isfinite(pair.xs).all(axis=1)
+    return (pair, 0) if finite.all() else (pair.subset(finite), int((~finite).sum()))
+
+
 @dataclass
 class Screened:
     """Usable pairs (matches with non-finite coordinates dropped) and counts of what the screen removed."""
@@ -191,11 +223,10 @@ def screen(pairs: Iterable[Pair]) -> Screened:
     """Drop NaN/inf matches and degenerate pairs, counting ``nan_pairs``, ``nan_matches`` and each reason."""
     kept, counts = [], Counter()
     for pair in pairs:
-        finite = np.isfinite(pair.xs).all(axis=1)
-        if not finite.all():
+        pair, dropped = drop_non_finite(pair)
+        if dropped:
             counts["nan_pairs"] += 1
-            counts["nan_matches"] += int((~finite).sum())
-            pair = pair.subset(finite)
+            counts["nan_matches"] += dropped
         reason = degeneracy(pair)
         if reason is None:
             kept.append(pair)

@@ -10,7 +10,7 @@ from pipeline.methods import METHODS, Method
 @METHODS.register("noisy")
 class NoisyInput(Method):
     name = "noisy"
-    tasks = ("denoise",)
+    tasks = ("denoise", "realnoise")
 
     def restore(self, image: np.ndarray, setting: int) -> np.ndarray:
         return image

@@ -20,7 +20,7 @@ PARAMS_FILE = Path("params.yaml")
 PROFILES = ("smoke", "pretrained", "paper")
 FOLDER_COLORS = ("gray", "y", "rgb")
 #: the params key of each task's setting axis
-SETTINGS = {"denoise": "sigmas", "sr": "scales"}
+SETTINGS = {"denoise": "sigmas", "sr": "scales", "realnoise": "sigmas"}
 
 
 class ParamsError(UserError, ValueError):
@@ -76,6 +76,7 @@ SCHEMA: dict[str, Any] = {
         "scales": _INTS,
         "protocol": {"y_quantize": bool, "output_quantize": bool},
     },
+    "realnoise": {"methods": _NAMES, "sigmas": _INTS, "protocol": {"output_quantize": bool}},
     "methods": _ANY_MAPPING,
     "profiles": {
         profile: {
@@ -84,6 +85,7 @@ SCHEMA: dict[str, Any] = {
             "methods": _ANY_MAPPING,
             "denoise": {**TASK_PROFILE_SCHEMA, "sigmas": _INTS},
             "sr": {**TASK_PROFILE_SCHEMA, "scales": _INTS},
+            "realnoise": {**TASK_PROFILE_SCHEMA, "sigmas": _INTS},
             "fit": FIT_SCHEMA,
         }
         for profile in PROFILES

@@ -56,6 +56,12 @@ class Task:
     def score(self, estimate: np.ndarray, sample: Sample, setting: int) -> tuple[float, float]:
         raise NotImplementedError
 
+    def samples(self, dataset: str, folder: Path, setting: int, max_images: int | None) -> Iterator[Sample]:
+        """The degraded test images of a prepared dataset, in manifest order."""
+        manifest = load_manifest(folder, dataset)
+        for image in manifest["image"].tolist()[:max_images]:
+            yield self.degrade(read_image(folder / f"{image}.png"), dataset, image, setting)
+
     def shown(self, array: np.ndarray) -> np.ndarray:
         """The image as a figure shows it (uint8)."""
         return to_uint8(array)
@@ -139,13 +145,6 @@ class SuperResolutionTask(Task):
 TASKS: dict[str, type[Task]] = {"denoise": DenoiseTask, "sr": SuperResolutionTask}
 
 
-def samples(task: Task, dataset: str, folder: Path, setting: int, max_images: int | None) -> Iterator[Sample]:
-    """The degraded test images of a prepared dataset, in manifest order."""
-    manifest = load_manifest(folder, dataset)
-    for image in manifest["image"].tolist()[:max_images]:
-        yield task.degrade(read_image(folder / f"{image}.png"), dataset, image, setting)
-
-
 def cell_key(config: dict[str, Any]) -> str:
     """A short stable hash of everything that determines a cell's results."""
     return hashlib.sha256(json.dumps(config, sort_keys=True, default=str).encode()).hexdigest()[:16]
@@ -208,7 +207,7 @@ class Cell:
         rows = []
         for dataset, folder in datasets:
             pending = []
-            for index, sample in enumerate(samples(self.task, dataset, folder, self.setting, max_images)):
+            for index, sample in enumerate(self.task.samples(dataset, folder, self.setting, max_images)):
                 sample_id = f"{dataset}__{sample.image}"
                 example_missing = self.examples is not None and not (self.examples / f"{sample_id}.png").exists()
                 cached = self._cached(sample_id)
@@ -245,3 +244,6 @@ def summarise(rows: pd.DataFrame) -> dict[str, dict[str, float]]:
             "n_images": len(group),
         }
     return summary
+
+
+import pipeline.realnoise.task  # noqa: E402, F401  (registers the "realnoise" task; it subclasses Task)

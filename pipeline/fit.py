@@ -31,7 +31,11 @@ def make_method(name: str, params: Params, task: str, official: bool = False) ->
     support ``task``."""
     import models  # noqa: F401  (importing the package registers every method)
 
-    method = METHODS.get(name)(**params.method(name, profile_override=not official))
+    hparams = params.method(name, profile_override=not official)
+    try:
+        method = METHODS.get(name)(**hparams)
+    except TypeError as error:
+        raise ParamsError(f"params.yaml: methods.{name} = {hparams} does not fit the method: {error}") from None
     if task not in method.tasks:
         raise ParamsError(f"method {name!r} does not support task {task!r} (it supports {', '.join(method.tasks)})")
     return method

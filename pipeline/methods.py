@@ -90,10 +90,19 @@ class LearnedMethod(Method):
         return array[0] if array.shape[0] == 1 else np.moveaxis(array, 0, -1)
 
     def restore(self, image: np.ndarray, setting: int) -> np.ndarray:
+        """The network's output; a gray network restores a colour image channel by channel."""
         if self.network is None:
             raise RuntimeError(f"{self.name}: load weights before restoring (load or load_file)")
+        if image.ndim == 3 and _input_channels(self.network) == 1:
+            return np.stack([self.restore(image[..., channel], setting) for channel in range(image.shape[2])], -1)
         with torch.inference_mode():
             return self.to_image(self.network(self.to_tensor(image)))
+
+
+def _input_channels(network: torch.nn.Module) -> int | None:
+    """The input channels of the network's first convolution (``None`` without one)."""
+    first = next((module for module in network.modules() if isinstance(module, torch.nn.Conv2d)), None)
+    return first.in_channels if first is not None else None
 
 
 METHODS: Registry[type[Method]] = Registry("method")

@@ -34,8 +34,9 @@ PAPER_TABLES = paths.REPORTS / "paper_tables.yaml"
 # ---- how the paper's names map to n3bench's -------------------------------------------------------------------
 #: the paper's setting key → n3bench task, and the label and CSV column of that task's setting
 SETTING_TASK = {"sigma": "denoise", "scale": "sr"}
-SETTING_LABEL = {"denoise": "σ={}", "sr": "×{}"}
-SETTING_COLUMN = {"denoise": "sigma", "sr": "scale"}
+SETTING_LABEL = {"denoise": "σ={}", "sr": "×{}", "realnoise": "σ={}"}  # real noise: σ=0 is "estimated per image"
+SETTING_COLUMN = {"denoise": "sigma", "sr": "scale", "realnoise": "sigma"}
+CURVE_COLUMNS = {"denoise": "sigma", "sr": "scale"}  # tasks with a PSNR-vs-setting plot
 #: the paper's method names → n3bench methods, per task; a name not listed has no n3bench implementation
 PAPER_METHODS = {
     "denoise": {
@@ -67,7 +68,7 @@ METRICS = {"PSNR": ("value", "psnr", 2), "SSIM": ("ssim", "ssim", 4)}
 
 # ---- comparisons and display order ---------------------------------------------------------------------------
 #: the floor every method of a task is compared with
-BASELINES = {"denoise": "noisy", "sr": "bicubic"}
+BASELINES = {"denoise": "noisy", "sr": "bicubic", "realnoise": "noisy"}
 #: comparisons the report shows besides those with the baseline
 FOCUS = {"denoise": {("n3net", "dncnn-s")}, "sr": {("n3net-sr", "vdsr")}}
 #: display order; other (user) methods come after these, the baseline last
@@ -446,7 +447,7 @@ def training_curves(profile: str, root: Path) -> Iterator[tuple[str, bytes]]:
 
 def figures(profile: str, results: pd.DataFrame, per_image: pd.DataFrame, root: Path) -> Iterator[tuple[str, bytes]]:
     """(relative path, bytes) of every plot-data file and figure."""
-    for task, column in SETTING_COLUMN.items():
+    for task, column in CURVE_COLUMNS.items():
         curves = psnr_curves(results, task)
         yield f"plots/psnr_vs_{column}.csv", _csv(curves)
         for dataset, group in curves.groupby("dataset", sort=True):

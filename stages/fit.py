@@ -7,12 +7,12 @@ import shutil
 import click
 
 from pipeline import paths
-from pipeline.config import load_params
+from pipeline.config import SETTINGS, load_params
 from stages._common import SKIP_NOTE, clean_errors
 
 
 @click.command()
-@click.argument("task", type=click.Choice(["denoise", "sr"]))
+@click.argument("task", type=click.Choice(sorted(SETTINGS)))
 @click.argument("method")
 @click.argument("setting", type=int)
 @clean_errors

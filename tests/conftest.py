@@ -40,6 +40,7 @@ def shell(*args: str, cwd: Path, env: dict | None = None, check: bool = True) ->
     """Run a command offline (no mirror) with this interpreter's tools first on PATH; fail with its output."""
     base = {key: value for key, value in os.environ.items() if key != "N3BENCH_MIRROR"}
     base["PATH"] = str(Path(sys.executable).parent) + os.pathsep + base.get("PATH", "")
+    base.setdefault("OMP_NUM_THREADS", "1")  # beside other xdist workers, more threads only oversubscribe
     result = subprocess.run(args, cwd=cwd, env={**base, **(env or {})}, capture_output=True, text=True, timeout=1800)
     if check:
         assert result.returncode == 0, f"{' '.join(args)}:\n{result.stdout[-3000:]}\n{result.stderr[-3000:]}"

@@ -85,15 +85,21 @@ def test_group_stems_sorts_by_crop_and_keeps_every_kind() -> None:
     stems = [f"{crop}_{kind}" for crop in CROPS for kind in ("ours", "real", "mean")]
     groups = group_stems(stems)
     assert list(groups) == sorted(CROPS)
-    assert groups["d600_iso3200_1"] == {"ours": "d600_iso3200_1_ours", "real": "d600_iso3200_1_real",
-                                        "mean": "d600_iso3200_1_mean"}
+    assert groups["d600_iso3200_1"] == {
+        "ours": "d600_iso3200_1_ours",
+        "real": "d600_iso3200_1_real",
+        "mean": "d600_iso3200_1_mean",
+    }
     assert group_stems(["a_1_real", "a_1_mean"]) == {"a_1": {"real": "a_1_real", "mean": "a_1_mean"}}
 
 
 @pytest.mark.parametrize(
     ("stems", "message"),
-    [(["a_1_real", "a_1_ours"], "has no mean image"), (["a_1_ours"], "has no real or mean image"),
-     (["a_1_real", "a_1_real", "a_1_mean"], "two 'real' files")],
+    [
+        (["a_1_real", "a_1_ours"], "has no mean image"),
+        (["a_1_ours"], "has no real or mean image"),
+        (["a_1_real", "a_1_real", "a_1_mean"], "two 'real' files"),
+    ],
 )
 def test_group_stems_rejects_incomplete_pairs(stems: list[str], message: str) -> None:
     with pytest.raises(PairingError, match=message):
@@ -142,8 +148,10 @@ def test_published_cc_and_noisy_columns_are_reproduced(mirror: Path) -> None:
     measured = {}
     for pair in paired_files(folder):
         clean = read_image(pair.clean)
-        measured[pair.image] = (psnr_rgb(read_image(pair.files["ours"]), clean),
-                                psnr_rgb(read_image(pair.noisy), clean))
+        measured[pair.image] = (
+            psnr_rgb(read_image(pair.files["ours"]), clean),
+            psnr_rgb(read_image(pair.noisy), clean),
+        )
     assert list(measured) == list(PUBLISHED)
     for image, (cc, noisy) in measured.items():
         assert cc == pytest.approx(PUBLISHED[image][0], abs=0.01), image

@@ -33,7 +33,7 @@ PAPER_TABLES = paths.REPORTS / "paper_tables.yaml"
 
 # ---- how the paper's names map to n3bench's -------------------------------------------------------------------
 #: the paper's setting key → n3bench task, and the label and CSV column of that task's setting
-SETTING_TASK = {"sigma": "denoise", "scale": "sr"}
+SETTING_TASK = {"sigma": "denoise", "scale": "sr", "real_sigma": "realnoise"}
 SETTING_LABEL = {"denoise": "σ={}", "sr": "×{}", "realnoise": "σ={}"}  # real noise: σ=0 is "estimated per image"
 SETTING_COLUMN = {"denoise": "sigma", "sr": "scale", "realnoise": "sigma"}
 CURVE_COLUMNS = {"denoise": "sigma", "sr": "scale"}  # tasks with a PSNR-vs-setting plot
@@ -48,6 +48,7 @@ PAPER_METHODS = {
         "BM3D": "bm3d",
     },
     "sr": {"N3Net": "n3net-sr", "VDSR": "vdsr", "Bicubic": "bicubic"},
+    "realnoise": {"noisy": "noisy"},
 }
 #: the paper's dataset names → n3bench test sets, per task
 PAPER_DATASETS = {
@@ -59,6 +60,7 @@ PAPER_DATASETS = {
         "Urban100": "urban100_gray",
     },
     "sr": {"Set5": "set5", "Set14": "set14", "B100": "b100", "BSD100": "b100", "Urban100": "urban100"},
+    "realnoise": {"CC15": "cc15"},
 }
 #: tables whose protocol uses another copy of a dataset: N3Net's BSD68 is the BSDS500 val68 JPGs through
 #: Pillow's gray matrix, not DnCNN's PNGs
@@ -267,7 +269,8 @@ def paper_table_markdown(table: dict[str, Any], task: str, metric: str, results:
             lines.append([*row.label(), *cells])
     if not lines:
         return None
-    reference = "Reference" if str(table.get("source_paper", "")).startswith("none") else "Paper"
+    measured_here = str(table.get("source_paper", "")).startswith("none")
+    reference = table.get("column") or ("Reference" if measured_here else "Paper")
     names = [SETTING_LABEL[task].format(setting) for setting in settings]
     header = ["Method", "Dataset", *[f"{name} {kind}" for name in names for kind in (reference, "Measured", "Δ")]]
     unit = " (dB)" if metric == "PSNR" else ""

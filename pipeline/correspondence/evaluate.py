@@ -10,14 +10,16 @@ from __future__ import annotations
 import time
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 import numpy as np
 import pandas as pd
 
+from pipeline.correspondence.data import PrepareOptions, load_pairs
 from pipeline.correspondence.features import OPENCV_VERSION
 from pipeline.correspondence.geometry import pose_errors
-from pipeline.correspondence.methods import Matcher
+from pipeline.correspondence.methods import DEFAULT_RANSAC_THRESHOLD, MATCHERS, Matcher, load_matcher
 from pipeline.correspondence.tables import INLIER, OUTLIER, Pair, degeneracy, drop_non_finite
 
 BIN_WIDTH_DEG = 5
@@ -40,8 +42,10 @@ def mean_average_precision(errors: np.ndarray, threshold: int) -> float:
 
 
 def inlier_scores(predicted: np.ndarray, labels: np.ndarray) -> tuple[float, float, float]:
-    """Precision, recall and F1 of a predicted inlier mask over the matches with known labels (0 if empty)."""
+    """Precision, recall and F1 of a predicted inlier mask over the matches with known labels (NaN if none)."""
     known = (labels == INLIER) | (labels == OUTLIER)
+    if not known.any():
+        return float("nan"), float("nan"), float("nan")
     predicted, truth = predicted[known], labels[known] == INLIER
     hits = float(np.sum(predicted & truth))
     precision = hits / max(int(predicted.sum()), 1)
@@ -86,12 +90,16 @@ def evaluate_pair(matcher: Matcher, pair: Pair) -> dict[str, Any]:
     }
 
 
-def summarise(rows: pd.DataFrame, thresholds: Iterable[int] = REPORTED_THRESHOLDS) -> dict[str, float]:
-    """mAPs over all pairs (failures and degenerate pairs included), median errors, mean inlier scores, counts."""
+def summarise(rows: pd.DataFrame, thresholds: Iterable[int] = REPORTED_THRESHOLDS) -> dict[str, Any]:
+    """mAPs over all pairs (failures and degenerate pairs included), median errors, mean inlier scores, counts.
+
+    A mean inlier score is None when no pair has known labels.
+    """
     errors = rows["err"].to_numpy()
     summary = {f"map{threshold}": mean_average_precision(errors, threshold) for threshold in thresholds}
     summary |= {f"median_{name}": float(rows[name].median()) for name in ("err_R", "err_t")}
-    summary |= {name: float(rows[name].mean()) for name in ("precision", "recall", "f1")}
+    means = {name: rows[name].mean() for name in ("precision", "recall", "f1")}
+    summary |= {name: None if np.isnan(mean) else float(mean) for name, mean in means.items()}  # strict JSON
     degenerate = rows.loc[rows["degenerate"] != "", "degenerate"].value_counts()
     return summary | {
         "n_pairs": len(rows),
@@ -159,3 +167,39 @@ def compare_map(
         n_boot,
         seed,
     )
+
+
+def evaluate_correspondence(
+    method_name: str,
+    dataset: str,
+    *,
+    split: str = "test",
+    weights: Path | None = None,
+    max_pairs: int | None = None,
+    ransac_threshold: float = DEFAULT_RANSAC_THRESHOLD,
+    protocol: str = "ransac",
+    seed: int = 0,
+    device: str = "cpu",
+    folder: Path | None = None,
+    out: Path | None = None,
+    raw: Path | None = None,
+    mirror: Path | None = None,
+    options: PrepareOptions | None = None,
+) -> dict[str, Any]:
+    """Evaluate a registered correspondence method on a split, preparing the dataset if needed.
+
+    ``weights`` is the ``model.pt`` of a learned method; ``protocol`` (``ransac``/``weighted8``) applies to
+    learned methods only. ``out`` receives ``per_pair.parquet``. Returns a JSON-ready summary with ``map5``,
+    ``map10``, ``map20``, median errors, inlier precision/recall/F1, failure and degeneracy counts, and the
+    settings the numbers depend on (τ_R, protocol, OpenCV version).
+    """
+    settings: dict[str, Any] = {"threshold": ransac_threshold, "seed": seed}
+    if MATCHERS.get(method_name).trainable:
+        settings["protocol"] = protocol
+    matcher = load_matcher(method_name, weights, device, **settings)
+    pairs = load_pairs(dataset, split, folder=folder, max_pairs=max_pairs, raw=raw, mirror=mirror, options=options)
+    rows, summary = evaluate(matcher, pairs, method_name, dataset)
+    if out is not None:
+        Path(out).mkdir(parents=True, exist_ok=True)
+        rows.to_parquet(Path(out) / "per_pair.parquet", index=False)
+    return {"method": method_name, "dataset": dataset, "split": split, **summary}

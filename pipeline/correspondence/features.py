@@ -25,7 +25,9 @@ class Matches:
     ratio: np.ndarray
 
 
-def detect(image: np.ndarray, n_features: int = 2000, contrast_threshold: float = 1e-5):
+def detect(
+    image: np.ndarray, n_features: int = 2000, contrast_threshold: float = 1e-5
+) -> tuple[np.ndarray, np.ndarray]:
     """SIFT keypoint coordinates (K×2) and descriptors (K×128) of a BGR or grey uint8 image."""
     sift = cv2.SIFT_create(nfeatures=n_features, contrastThreshold=contrast_threshold)
     keypoints, descriptors = sift.detectAndCompute(image, None)

@@ -164,6 +164,7 @@ def generate_pair(seed: int, split: str, index: int, config: SyntheticConfig | N
     K1, K2 = _intrinsics(rng, config)
     R, t = _pose(rng, config)
     views = _Views(K1, K2, R, t, config)
+    t = t / np.linalg.norm(t)  # stored unit translation; labels use exactly the E that Pair.E computes
     E = essential(R, t)
     rho = _outlier_ratio(rng, config)
     n_in = round((1.0 - rho) * config.n_matches)

@@ -36,7 +36,8 @@ from pipeline.correspondence.geometry import episym, essential
 
 INLIER, OUTLIER, UNKNOWN = 1, 0, -1
 MIN_MATCHES = 8
-COLLINEAR_TOLERANCE = 1e-9
+COLLINEAR_TOLERANCE = 1e-5  # relative singular value; coordinates are float32
+UNIT_TOLERANCE = 1e-12
 COORDINATES = ("x1", "y1", "x2", "y2")
 
 MATCH_SCHEMA = pa.schema(
@@ -73,11 +74,13 @@ class Pair:
     episym: np.ndarray = field(init=False)
 
     def __post_init__(self) -> None:
-        self.xs = np.asarray(self.xs, dtype=np.float32).reshape(-1, 4)
-        self.label = np.asarray(self.label, dtype=np.int8)
+        self.xs = np.array(self.xs, dtype=np.float32).reshape(-1, 4)  # a writable copy (Parquet's are read-only)
+        self.label = np.array(self.label, dtype=np.int8)
         if self.label.shape != (len(self.xs),):
             raise ValueError(f"pair {self.pair_id}: {len(self.xs)} matches but labels of shape {self.label.shape}")
-        self.t = np.asarray(self.t, dtype=np.float64) / np.linalg.norm(self.t)
+        self.t = np.asarray(self.t, dtype=np.float64)
+        if abs(np.linalg.norm(self.t) - 1.0) > UNIT_TOLERANCE:  # keep a stored unit t bit for bit
+            self.t = self.t / np.linalg.norm(self.t)
         if self.ratio is None:
             self.ratio = np.full(len(self.xs), np.nan, dtype=np.float32)
         self.episym = episym(self.xs, self.E).astype(np.float32)
@@ -129,7 +132,8 @@ def to_tables(pairs: Sequence[Pair]) -> tuple[pa.Table, pa.Table]:
         return MATCH_SCHEMA.empty_table(), PAIR_SCHEMA.empty_table()
     parts = [_match_columns(pair) for pair in pairs]
     matches = {name: np.concatenate([part[name] for part in parts]) for name in MATCH_SCHEMA.names}
-    return pa.table(matches, schema=MATCH_SCHEMA), pa.Table.from_pylist([_pair_row(p) for p in pairs], schema=PAIR_SCHEMA)
+    rows = pa.Table.from_pylist([_pair_row(pair) for pair in pairs], schema=PAIR_SCHEMA)
+    return pa.table(matches, schema=MATCH_SCHEMA), rows
 
 
 def write_pairs(pairs: Iterable[Pair], folder: Path, pairs_per_shard: int = 256) -> int:

@@ -117,13 +117,20 @@ def datasets_add_folder(path: Path, name: str, color: str) -> None:
 @main.command()
 @click.option("--method", "method_name", required=True, help="A registered method (see params.yaml).")
 @click.option("--dataset", required=True, help="A dataset name (see `n3bench datasets list`).")
-@click.option("--setting", type=int, required=True, help="σ (0–255) for denoising, the scale for SR.")
+@click.option("--setting", type=int, help="σ (0–255) for denoising, the scale for SR (not for correspondences).")
 @click.option("--weights", default=None, help="'official', a checkpoint file, or the profile's fit (default).")
 @click.option("--out", type=click.Path(file_okay=False, path_type=Path), help="Also write per-image rows here.")
 @click.option("--json", "as_json", is_flag=True, help="Print exactly one JSON object on stdout.")
 def evaluate(method_name: str, dataset: str, setting: int, weights: str | None, out: Path | None,
              as_json: bool) -> None:
     """Evaluate one cell (method × dataset × setting), preparing the dataset if needed."""
+    from pipeline.correspondence.data import DATASETS as CORRESPONDENCE_DATASETS
+
+    if dataset in CORRESPONDENCE_DATASETS:
+        _evaluate_correspondence(method_name, dataset, weights, out, as_json)
+        return
+    if setting is None:
+        raise ParamsError(f"--setting is required for {dataset!r} (σ for denoising, the scale for SR)")
     from pipeline.cells import evaluate_cell
     from pipeline.data.catalog import resolve
     from pipeline.data.download import mirror_root
@@ -140,6 +147,21 @@ def evaluate(method_name: str, dataset: str, setting: int, weights: str | None, 
               "n_images": len(rows), "psnr": round(float(rows["psnr"].mean()), 4),
               "ssim": round(float(rows["ssim"].mean()), 4), "seconds": round(float(rows["seconds"].sum()), 3),
               "weights": weights or "profile"}
+    if as_json:
+        click.echo(json.dumps(result))
+    else:
+        for key, value in result.items():
+            click.echo(f"{key:>9}: {value}")
+
+
+def _evaluate_correspondence(method: str, dataset: str, weights: str | None, out: Path | None,
+                             as_json: bool) -> None:
+    """Pose mAP of a correspondence classifier (or RANSAC) on a two-view dataset."""
+    from pipeline.correspondence.evaluate import evaluate_correspondence
+
+    summary = evaluate_correspondence(method, dataset, weights=Path(weights) if weights else None, out=out,
+                                      device=load_params().device)
+    result = {"method": method, "dataset": dataset, "task": "correspondence", **summary}
     if as_json:
         click.echo(json.dumps(result))
     else:

@@ -76,3 +76,17 @@ def test_add_folder_registers_a_dataset_that_flows_into_evaluation(project):
 def test_add_folder_refuses_a_builtin_name(project, tmp_path):
     result = run("datasets", "add-folder", str(tmp_path), "--name", "set12")
     assert result.exit_code == 1 and "taken" in result.output
+
+
+@pytest.mark.slow
+def test_evaluate_prints_pose_map_for_a_correspondence_dataset(project):
+    result = run("evaluate", "--method", "ransac", "--dataset", "synthetic", "--json")
+    assert result.exit_code == 0, result.output
+    summary = json.loads(result.stdout)
+    assert {"map5", "map10", "map20"} <= set(summary)
+    assert 0 <= summary["map5"] <= summary["map10"] <= summary["map20"] <= 1
+
+
+def test_image_datasets_need_a_setting(project):
+    result = run("evaluate", "--method", "bm3d", "--dataset", "sample_gray")
+    assert result.exit_code == 1 and "--setting is required" in result.output

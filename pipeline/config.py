@@ -20,6 +20,8 @@ PARAMS_FILE = Path("params.yaml")
 PROFILES = ("smoke", "pretrained", "paper")
 FOLDER_COLORS = ("gray", "y", "rgb")
 #: the params key of each task's setting axis
+#: a ``methods`` entry with this key is an ablation variant: the named model with other hyper-parameters
+VARIANT_KEY = "variant_of"
 SETTINGS = {"denoise": "sigmas", "sr": "scales", "realnoise": "sigmas"}
 
 
@@ -153,11 +155,16 @@ class Params:
     def method(self, name: str, profile_override: bool = True) -> dict[str, Any]:
         """A method's hyper-parameters: the global block, updated by the active profile's override unless
         ``profile_override`` is false (official checkpoints always have the global, published architecture)."""
-        hparams = dict(self.raw.get("methods", {}).get(name) or {})
+        own = dict(self.raw.get("methods", {}).get(name) or {})
         if profile_override:
-            hparams.update(self.active.get("methods", {}).get(name) or {})
-        hparams.pop("note", None)
-        return hparams
+            own.update(self.active.get("methods", {}).get(name) or {})
+        own.pop("note", None)
+        base = own.pop(VARIANT_KEY, None)
+        return {**self.method(base, profile_override), **own} if base else own
+
+    def method_class_name(self, name: str) -> str:
+        """The registered method behind ``name``: itself, or the model an ablation variant is built on."""
+        return (self.raw.get("methods", {}).get(name) or {}).get(VARIANT_KEY, name)
 
     def cell_active(self, task: str, method: str, setting: int) -> bool:
         """Whether the active profile computes the cell (other cells of the matrix write a skip marker)."""

@@ -33,9 +33,10 @@ def make_method(name: str, params: Params, task: str, official: bool = False) ->
 
     hparams = params.method(name, profile_override=not official)
     try:
-        method = METHODS.get(name)(**hparams)
+        method = METHODS.get(params.method_class_name(name))(**hparams)
     except TypeError as error:
         raise ParamsError(f"params.yaml: methods.{name} = {hparams} does not fit the method: {error}") from None
+    method.name = name  # an ablation variant reports under its own name
     if task not in method.tasks:
         raise ParamsError(f"method {name!r} does not support task {task!r} (it supports {', '.join(method.tasks)})")
     return method

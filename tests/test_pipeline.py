@@ -28,9 +28,10 @@ def psnr(project: Path, cell: str, dataset: str) -> float:
 
 
 def test_smoke_repro_writes_every_expected_output(smoke_run):
-    for cell in ("denoise/noisy-25", "denoise/bm3d-25", "denoise/dncnn-s-25", "denoise/n3net-25"):
+    for cell in ("denoise/noisy-25", "denoise/bm3d-25", "denoise/dncnn-s-25", "denoise/n3net-25",
+                 "denoise/n3net-knn-25"):
         assert psnr(smoke_run, cell, "sample_gray") > 15, cell
-    for cell in ("sr/bicubic-2", "sr/vdsr-2"):
+    for cell in ("sr/bicubic-2", "sr/vdsr-2", "sr/n3net-sr-2"):
         assert psnr(smoke_run, cell, "sample_rgb") > 15, cell
     assert "skipped" in json.loads((smoke_run / "reports/metrics/smoke/denoise/bm3d-50.json").read_text())
     assert (smoke_run / "data/prepared/set12/SKIPPED").exists()

@@ -33,7 +33,7 @@ def test_the_shipped_params_are_valid_and_default_to_smoke():
         (lambda p: p["profiles"]["smoke"]["denoise"].update(testsets=["set12"]),
          r"profiles.smoke.denoise.testsets names 'set12', which is not in profiles.smoke.datasets"),
         (lambda p: p["profiles"]["smoke"]["denoise"].update(sigmas=[33]),
-         r"profiles.smoke.denoise.sigmas names 33, which is not in denoise.sigmas \(15, 25, 50, 70\)"),
+         r"profiles.smoke.denoise.sigmas names 33, which is not in denoise.sigmas \(25, 50, 70\)"),
         (lambda p: p["methods"].pop("bm3d"), r"denoise.methods names 'bm3d', which is not in the methods section"),
         (lambda p: p["folders"].update(mine={"path": "x", "color": "cmyk"}), r"folders.mine.color = 'cmyk'"),
     ],
@@ -69,3 +69,13 @@ def test_mirror_environment_variable_wins(tmp_path, monkeypatch):
     assert params.mirror == "/from/params"
     monkeypatch.setenv("N3BENCH_MIRROR", "/from/env")
     assert params.mirror == "/from/env"
+
+
+def test_an_ablation_variant_is_its_model_with_other_hyperparameters(tmp_path):
+    from pipeline.fit import make_method
+
+    params = load_params(write(tmp_path, lambda p: None))
+    variant = make_method("n3net-knn", params, "denoise")
+    base = make_method("n3net", params, "denoise")
+    assert type(variant) is type(base) and variant.name == "n3net-knn"
+    assert variant.hparams == {**base.hparams, "rule": "hard"}  # the smoke profile's tiny sizes carry over

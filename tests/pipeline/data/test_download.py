@@ -284,3 +284,25 @@ def test_mirror_root_that_does_not_exist_is_an_error(tmp_path: Path, monkeypatch
         mirror_root()
     with pytest.raises(MirrorError, match=r"`mirror` params key .*elsewhere"):
         mirror_root(tmp_path / "elsewhere")
+
+
+def test_a_served_archive_that_escapes_its_folder_is_refused(server: _Server, tmp_path: Path) -> None:
+    import io
+    import tarfile
+
+    from pipeline.data.archive import UnsafeArchiveError, extract
+
+    buffer = io.BytesIO()
+    with tarfile.open(fileobj=buffer, mode="w:gz") as tar:
+        for name, data in (("images/ok.png", b"fine"), ("../../evil.sh", b"rm -rf ~")):
+            info = tarfile.TarInfo(name)
+            info.size = len(data)
+            tar.addfile(info, io.BytesIO(data))
+    body = buffer.getvalue()
+    server.resources["/evil.tar.gz"] = Resource(body, [], True)
+    remote = RemoteFile(server.url("/evil.tar.gz"), hashlib.sha256(body).hexdigest(), len(body))
+    archive = _fetch(remote, tmp_path / "evil.tar.gz")
+    with pytest.raises(UnsafeArchiveError, match=r"evil\.sh"):
+        extract(archive, tmp_path / "out")
+    assert not (tmp_path / "evil.sh").exists() and not (tmp_path.parent / "evil.sh").exists()
+    assert not (tmp_path / "out").exists() or not any((tmp_path / "out").rglob("*"))

@@ -120,6 +120,17 @@ def _log(live: Any, step: int, values: dict[str, float]) -> None:
     live.next_step()
 
 
+def _reestimate_batchnorm(network: nn.Module, reset: bool) -> None:
+    """Switch every BatchNorm to a cumulative average for the final re-estimation steps (weights frozen), so its
+    running statistics become the plain mean over those batches, whatever the training momentum (DnCNN's 0.001
+    would need thousands of steps); ``reset`` starts the average afresh (not when resuming in this phase)."""
+    for module in network.modules():
+        if isinstance(module, nn.modules.batchnorm._BatchNorm):
+            if reset:
+                module.reset_running_stats()
+            module.momentum = None
+
+
 def train(
     task: TrainingTask,
     schedule: Schedule,
@@ -155,6 +166,8 @@ def train(
     with _sigterm_flag() as stop, tqdm(total=total, initial=start, desc="train", unit="step",
                                        disable=rank != 0) as bar:
         for step in range(start, total):
+            if step >= schedule.steps and (step == schedule.steps or step == start):
+                _reestimate_batchnorm(network, reset=step == schedule.steps)
             model.train()
             rng = np.random.default_rng([schedule.seed, step, rank])
             for group in optimizer.param_groups:

@@ -1,5 +1,8 @@
 """End to end: the README's `dvc repro` of the smoke profile in a fresh copy of the repository, then sharing
-its results through a DVC remote with a fresh clone that recomputes nothing."""
+its results through a DVC remote with a fresh clone that recomputes nothing.
+
+The module-scoped run is shared by the tests below; `xdist_group` keeps them on one worker (`--dist loadgroup`
+in pyproject's addopts), so the smoke pipeline runs once per test session."""
 
 from __future__ import annotations
 
@@ -11,7 +14,7 @@ import pytest
 
 from tests.conftest import commit_all, shell
 
-pytestmark = pytest.mark.slow
+pytestmark = [pytest.mark.slow, pytest.mark.xdist_group("smoke_pipeline")]
 
 
 @pytest.fixture(scope="module")

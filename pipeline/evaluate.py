@@ -119,12 +119,18 @@ class SuperResolutionTask(Task):
         return np.round(y * 255.0) / 255.0 if self.protocol.get("y_quantize", True) else y
 
     @staticmethod
-    def degrade_luma(luma: np.ndarray, scale: int) -> np.ndarray:
+    def low_resolution(luma: np.ndarray, scale: int) -> np.ndarray:
+        """The low-resolution luma: MATLAB bicubic downscaling by ``scale`` (float64, unclipped)."""
+        from pipeline.protocols.resize import imresize
+
+        return imresize(luma.astype(np.float64), 1.0 / scale)
+
+    @classmethod
+    def degrade_luma(cls, luma: np.ndarray, scale: int) -> np.ndarray:
         """The network input for a luma whose sides are multiples of ``scale``: bicubic down, then up."""
         from pipeline.protocols.resize import imresize
 
-        low = imresize(luma.astype(np.float64), 1.0 / scale)
-        return imresize(low, output_shape=luma.shape[:2]).astype(np.float32)
+        return imresize(cls.low_resolution(luma, scale), output_shape=luma.shape[:2]).astype(np.float32)
 
     def degrade(self, clean: np.ndarray, dataset: str, image: str, setting: int) -> Sample:
         height, width = (size - size % setting for size in clean.shape[:2])

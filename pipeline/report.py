@@ -27,7 +27,7 @@ from pipeline import paths
 from pipeline.cells import EXAMPLES, PER_IMAGE
 from pipeline.config import Params
 from pipeline.data.images import atomic_write_bytes, read_image
-from pipeline.evaluate import ROW_COLUMNS
+from pipeline.evaluate import ROW_COLUMNS, SuperResolutionTask
 
 PAPER_TABLES = paths.REPORTS / "paper_tables.yaml"
 
@@ -359,7 +359,8 @@ def _caption(title: str, psnr: pd.Series, method: str) -> str:
 
 def example_panels(profile: str, task: str, dataset: str, setting: int, per_image: pd.DataFrame,
                    root: Path = Path(".")) -> tuple[str, list[Panel]]:
-    """The first test image of ``dataset``: clean, degraded input and every method's output, where written.
+    """The first test image of ``dataset``: clean, degraded input and every method's output, where written
+    (super-resolution: LR, bicubic input, the methods, HR).
 
     Every cell writes ``<dataset>__<image>.png`` (its output) and ``__degraded.png`` / ``__reference.png``
     next to it. The baseline's output is its input, so it is shown once, as the input with its PSNR.
@@ -378,7 +379,15 @@ def example_panels(profile: str, task: str, dataset: str, setting: int, per_imag
     for method, folder in folders.items():
         if method != baseline and (folder / f"{name}.png").is_file():
             panels.append(Panel(_caption(method, psnr, method), read_image(folder / f"{name}.png")))
+    if task == "sr" and panels and panels[0].title == "clean":
+        panels = [low_resolution_panel(panels[0].image, setting), *panels[1:], Panel("HR", panels[0].image)]
     return image, panels
+
+
+def low_resolution_panel(high: np.ndarray, scale: int) -> Panel:
+    """The LR input of an SR example (MATLAB bicubic ÷ scale, 8-bit), shown with pixel replication at HR size."""
+    low = np.clip(np.round(SuperResolutionTask.low_resolution(high / 255.0, scale) * 255.0), 0, 255).astype(np.uint8)
+    return Panel(f"LR (×{scale}, pixels replicated)", np.repeat(np.repeat(low, scale, axis=0), scale, axis=1))
 
 
 def crop_box(image: np.ndarray) -> tuple[int, int, int]:

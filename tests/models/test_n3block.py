@@ -320,8 +320,8 @@ _MEMORY_SCRIPT = textwrap.dedent(
 def test_memory_on_a_512px_input_stays_bounded():
     """Peak RSS growth of one eval forward on 1×8×512×512 stays below ``MEMORY_BOUND_MB`` (400 MB).
 
-    Measured ≈ 265 MB: the output (64 MiB), the fold buffer and the neighbour volumes (≈ 56 MiB each), the
-    64-channel activations of the embedding and temperature nets, and all 102·102·224 distances. Gathering every
+    Measured ≈ 230 MB: the output (64 MiB), the neighbour volumes, the 64-channel activations of the embedding
+    and temperature nets, and all 102·102·224 distances. Gathering every
     query's 224 candidate patches at once would instead need 102·102·224·800 floats ≈ 7.5 GB.
     """
     result = subprocess.run(

@@ -13,7 +13,7 @@ from PIL import Image
 
 from pipeline import paths
 from pipeline.data.images import write_png
-from pipeline.report import build_report, paired_bootstrap
+from pipeline.report import build_report, example_panels, paired_bootstrap
 
 REPO = Path(__file__).resolve().parents[2]
 N = 10
@@ -195,3 +195,16 @@ def test_the_real_paper_tables_render(tmp_path: Path) -> None:
     assert row(rows, "N3Net", "Set12")["σ=25 Δ"] == "+0.15"
     assert "### measured_official_weights · denoise · PSNR (dB)" in markdown
     assert "### dncnn3_multitask · sr · SSIM" in markdown
+
+
+def test_sr_examples_show_lr_bicubic_methods_and_hr(tmp_path: Path) -> None:
+    root = _project(tmp_path, "smoke")
+    per_image = pd.concat(pd.read_parquet(root / paths.eval_dir("smoke", "sr", method, 2) / "per_image.parquet")
+                          for method in ("bicubic", "vdsr"))
+    _, panels = example_panels("smoke", "sr", "set5", 2, per_image, root)
+    assert [panel.title.split("\n")[0] for panel in panels] == ["LR (×2, pixels replicated)", "input (bicubic)",
+                                                                "vdsr", "HR"]
+    low, high = panels[0].image, panels[-1].image
+    assert low.shape == high.shape == (32, 40)
+    assert (low[::2, ::2] == low[1::2, 1::2]).all()  # each LR pixel is a 2×2 block
+    assert abs(float(low.mean()) - float(high.mean())) < 3.0  # bicubic downscaling keeps the mean brightness

@@ -38,9 +38,14 @@ import torch.nn.functional as F
 from torch import nn
 
 from models.dncnn import conv_stack, init_batchnorm
+from pipeline.errors import UserError
 
 RULES = ("continuous", "hard", "stochastic")
 _LOG_HALF = -math.log(2.0)
+
+
+class InputTooSmallError(UserError, ValueError):
+    """An input smaller than the block's search window (a ``window``×``window`` grid of patches)."""
 
 
 def _log1mexp(x: torch.Tensor) -> torch.Tensor:
@@ -616,7 +621,7 @@ class N3Block(nn.Module):
         rows, cols = _padding(height, p, s), _padding(width, p, s)
         padded = (height + sum(rows), width + sum(cols))
         if min(padded) < self.min_size:
-            raise ValueError(
+            raise InputTooSmallError(
                 f"N3Block needs at least {self.min_size} px per side after padding (a {self.window}×"
                 f"{self.window} window of {p} px patches at stride {s}); a {height}×{width} input pads to "
                 f"{padded[0]}×{padded[1]}"

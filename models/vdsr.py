@@ -37,7 +37,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from pipeline.data.download import RemoteFile
-from pipeline.methods import METHODS, LearnedMethod
+from pipeline.methods import METHODS, LearnedMethod, SettingError
 from pipeline.safe_pickle import ModuleStub, load_torch_pickle
 
 SR_SCALES = (2, 3, 4)
@@ -61,7 +61,7 @@ PORT_FILE = RemoteFile(
 def check_scale(scale: int, scales: tuple[int, ...] = SR_SCALES) -> None:
     """Refuse a super-resolution setting other than ``scales``."""
     if scale not in scales:
-        raise ValueError(f"super-resolution scale must be one of {scales}, got {scale!r}")
+        raise SettingError(f"super-resolution scale must be one of {scales}, got {scale!r}")
 
 
 def vdsr_layers(in_channels: int, out_channels: int, depth: int, features: int) -> nn.Sequential:

@@ -158,10 +158,9 @@ def fit_cell(params: Params, task_name: str, method_name: str, setting: int, out
 
 def import_official(method: LearnedMethod, setting: int, params: Params, out: Path, metadata: dict[str, Any]) -> str:
     """Fetch the method's published checkpoint (checksummed), convert it and save it as ``out/model.pt``."""
-    remote = method.official_file(setting)
+    remote, network = method.official_file(setting), method.build_network(setting)  # before any download
     local = fetch(remote, paths.raw() / "pretrained" / Path(remote.mirror_path or remote.url).name,
                   dataset=f"{method.name} official weights", mirror=mirror_root(params.mirror))
-    network = method.build_network(setting)
     network.load_state_dict(method.import_official(local, setting), strict=True)
     save_model(network, out, {**metadata, "source": remote.url})
     return remote.url

@@ -7,6 +7,7 @@ for denoising, the scale factor for super-resolution.
 
 from __future__ import annotations
 
+import pickle
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any, ClassVar
@@ -15,7 +16,16 @@ import numpy as np
 import torch
 
 from pipeline.data.download import RemoteFile
+from pipeline.errors import UserError
 from pipeline.registry import Registry
+
+
+class SettingError(UserError, ValueError):
+    """A setting (σ, scale) that the method has no model or no checkpoint for."""
+
+
+class CheckpointError(UserError, RuntimeError):
+    """A checkpoint file that cannot be read, or whose weights do not fit the method."""
 
 
 class Method:
@@ -59,7 +69,10 @@ class LearnedMethod(Method):
         remote = self.official.get(setting) or self.official.get(None)
         if remote is None:
             published = ", ".join(str(key) for key in self.official) or "none"
-            raise ValueError(f"{self.name} has no official checkpoint for setting {setting} (published: {published})")
+            raise SettingError(
+                f"{self.name} has no official checkpoint for setting {setting} (published: {published}); train it "
+                "with the paper profile and pass --checkpoint PATH"
+            )
         return remote
 
     def import_official(self, path: Path, setting: int) -> Mapping[str, torch.Tensor]:
@@ -74,9 +87,30 @@ class LearnedMethod(Method):
         self.network = network.to(self.device).eval()
 
     def load_file(self, path: Path, setting: int, device: str = "cpu") -> None:
-        """Load a checkpoint written by n3bench (``{"state_dict": ...}``), refusing pickled code."""
-        payload = torch.load(path, map_location="cpu", weights_only=True)
-        self.load(payload["state_dict"], setting, device)
+        """Load a checkpoint written by n3bench (``{"state_dict": ..., "method": ..., "hparams": ...}``), refusing
+        pickled code. A checkpoint of this very method brings its own hyper-parameters (architecture)."""
+        try:
+            payload = torch.load(path, map_location="cpu", weights_only=True)
+        except pickle.UnpicklingError:
+            raise CheckpointError(
+                f"cannot read checkpoint {path}: it is not a PyTorch file of tensors (n3bench loads checkpoints with "
+                "weights_only=True and refuses anything that would run pickled code)"
+            ) from None
+        except (OSError, RuntimeError, EOFError) as error:
+            reason = (str(error).strip().splitlines() or [type(error).__name__])[0]
+            raise CheckpointError(f"cannot read checkpoint {path}: {reason}") from None
+        if not isinstance(payload, dict) or not isinstance(payload.get("state_dict"), Mapping):
+            raise CheckpointError(f"{path} is not a checkpoint written by n3bench (it has no state_dict)")
+        if payload.get("method") == self.name and isinstance(payload.get("hparams"), dict):
+            self.hparams = dict(payload["hparams"])
+        try:
+            self.load(payload["state_dict"], setting, device)
+        except RuntimeError as error:
+            trained = payload.get("method", "an unknown method")
+            raise CheckpointError(
+                f"{path} (trained as {trained}, hparams {payload.get('hparams')}) does not fit {self.name} with "
+                f"hparams {self.hparams}: {str(error).splitlines()[0]}"
+            ) from None
 
     def to_tensor(self, image: np.ndarray) -> torch.Tensor:
         """``H×W[×C]`` array → ``1×C×H×W`` float tensor on the method's device."""

@@ -90,3 +90,60 @@ def test_evaluate_prints_pose_map_for_a_correspondence_dataset(project):
 def test_image_datasets_need_a_setting(project):
     result = run("evaluate", "--method", "bm3d", "--dataset", "sample_gray")
     assert result.exit_code == 1 and "--setting is required" in result.output
+
+
+@pytest.fixture
+def photo(project):
+    path = project / "photo.png"
+    io.imsave(path, np.random.default_rng(2).integers(0, 256, (24, 20, 3), dtype=np.uint8), check_contrast=False)
+    return path
+
+
+def _checkpoint(project, method: str, setting: int, **hparams) -> Path:
+    """A checkpoint as n3bench writes it, of ``method`` with ``hparams`` and random weights."""
+    import models  # noqa: F401
+    from pipeline.methods import METHODS
+    from pipeline.train import save_model
+
+    network = METHODS.get(method)(**hparams).build_network(setting)
+    out = project / f"{method}-ckpt"
+    save_model(network, out, {"method": method, "task": "sr", "setting": setting, "hparams": hparams})
+    return out / "model.pt"
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (["--scale", "5"], "super-resolution scale must be one of (2, 3, 4), got 5"),
+        (["--scale", "4", "--method", "n3net-sr"], "n3net-sr has no official checkpoint for setting 4"),
+    ],
+)
+def test_upscale_refuses_a_scale_without_a_model_in_one_line(photo, args, message):
+    result = run("upscale", str(photo), *args, "-o", str(photo.with_name("out.png")))
+    assert result.exit_code == 1 and message in result.output
+    assert "Traceback" not in result.output
+
+
+def test_a_checkpoint_brings_its_own_architecture(project, photo):
+    checkpoint = _checkpoint(project, "vdsr", 2, depth=3, features=8)  # not the profile's vdsr (6 × 24)
+    result = run("upscale", str(photo), "--scale", "2", "--checkpoint", str(checkpoint), "-o", "out.png")
+    assert result.exit_code == 0, result.output
+    assert io.imread(project / "out.png").shape == (48, 40, 3)
+
+
+def test_unfit_or_unreadable_checkpoints_are_refused_in_one_line(project, photo):
+    wrong = _checkpoint(project, "n3net-sr", 2)
+    result = run("upscale", str(photo), "--scale", "2", "--checkpoint", str(wrong), "-o", "out.png")
+    assert result.exit_code == 1 and "(trained as n3net-sr, hparams {}) does not fit vdsr" in result.output
+    garbage = project / "garbage.pt"
+    garbage.write_bytes(b"not a checkpoint")
+    result = run("upscale", str(photo), "--scale", "2", "--checkpoint", str(garbage), "-o", "out.png")
+    assert result.exit_code == 1 and f"cannot read checkpoint {garbage}" in result.output
+    assert not (project / "out.png").exists()
+
+
+def test_an_image_smaller_than_the_search_window_is_refused_in_one_line(project, photo):
+    checkpoint = _checkpoint(project, "n3net-sr", 2)
+    result = run("upscale", str(photo), "--scale", "2", "--method", "n3net-sr", "--checkpoint", str(checkpoint),
+                 "-o", "out.png")
+    assert result.exit_code == 1 and "N3Block needs at least 80 px per side" in result.output

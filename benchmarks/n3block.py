@@ -56,6 +56,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from benchmarks import publish
 from models.dncnn import DnCNNS
 from models.n3block import N3Block, log1mexp
 from models.n3net import N3NetMethod
@@ -408,10 +409,7 @@ def main(argv: Sequence[str] | None = None) -> None:
         print(json.dumps(run_case(Case(**json.loads(args.case)), args.repeats)))
         return
     rows = measure(args)
-    print(table(rows))
-    if args.json:
-        args.json.parent.mkdir(parents=True, exist_ok=True)
-        args.json.write_text(json.dumps(rows, indent=1) + "\n")
+    publish(table(rows), rows, args.json)
 
 
 if __name__ == "__main__":

@@ -25,6 +25,7 @@ from typing import Any
 import numpy as np
 import torch
 
+from benchmarks import publish
 from pipeline.data.images import read_image, to_float
 from pipeline.methods import METHODS, LearnedMethod, Method
 
@@ -111,10 +112,7 @@ def main(argv: Sequence[str] | None = None) -> None:
     args = parser.parse_args(argv)
     rows = measure(args.images, args.workers, args.repeats, tuple(args.shape))
     print("machine:", json.dumps(rows[0]["machine"]))
-    print(table(rows))
-    if args.json:
-        args.json.parent.mkdir(parents=True, exist_ok=True)
-        args.json.write_text(json.dumps(rows, indent=1) + "\n")
+    publish(table(rows), rows, args.json)
 
 
 if __name__ == "__main__":

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import io
 import json
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from itertools import combinations
 from pathlib import Path
@@ -485,7 +485,7 @@ def _header(profile: str, results: pd.DataFrame) -> list[str]:
 
 def report_markdown(profile: str, results: pd.DataFrame, paired: pd.DataFrame, tables: list[dict[str, Any]],
                     figure_names: list[str], confidence: float, resamples: int, seed: int,
-                    sections: list[str] = ()) -> str:
+                    sections: Sequence[str] = ()) -> str:
     """The whole README.md; ``sections`` (Markdown lines: other tasks' sections) go before the figures."""
     lines = _header(profile, results)
     lines += ["## Paper vs measured", "",
@@ -502,7 +502,7 @@ def report_markdown(profile: str, results: pd.DataFrame, paired: pd.DataFrame, t
               "holds every pair.", ""]
     lines += paired_markdown(paired, confidence)
     lines += ["## Measured", "", *measured_markdown(results)]
-    lines += sections
+    lines += list(sections)
     lines += ["## Figures", "", *([f"![{name}]({name})" for name in figure_names] or ["No figures yet."]), ""]
     return "\n".join(lines).rstrip("\n") + "\n"
 

@@ -23,6 +23,10 @@ FOLDER_COLORS = ("gray", "y", "rgb")
 #: a ``methods`` entry with this key is an ablation variant: the named model with other hyper-parameters
 VARIANT_KEY = "variant_of"
 SETTINGS = {"denoise": "sigmas", "sr": "scales", "realnoise": "sigmas"}
+#: correspondence classification: its matrix is method × training set, each cell testing the profile's test sets
+CORRESPONDENCE = "correspondence"
+#: the tasks of the fit and evaluate stages
+STAGE_TASKS = (*SETTINGS, CORRESPONDENCE)
 
 
 class ParamsError(UserError, ValueError):
@@ -41,6 +45,12 @@ def _is_list_of(kind: type | tuple[type, ...]):
 _NAMES = _is_list_of(str)
 _INTS = _is_list_of(int)
 _ANY_MAPPING = "mapping"  # free-form block (method hyper-parameters, folder datasets)
+
+
+def _cells(value: Any) -> bool:
+    """Correspondence cells: a mapping from each training set to the list of its test sets."""
+    return isinstance(value, dict) and all(isinstance(key, str) and _NAMES(tests) for key, tests in value.items())
+
 
 FIT_SCHEMA: dict[str, Any] = {
     "mode": ("train", "official"),
@@ -61,6 +71,25 @@ TASK_PROFILE_SCHEMA: dict[str, Any] = {
     "trainsets": _NAMES,
     "max_images": (int, type(None)),
 }
+CORRESPONDENCE_FIT_SCHEMA: dict[str, Any] = {
+    "steps": int,
+    "batch_size": int,
+    "max_matches": (int, type(None)),
+    "lr": float,
+    "essential_start": int,
+    "essential_weight": float,
+    "checkpoint_every": int,
+    "validate_every": int,
+    "val_pairs": (int, type(None)),
+}
+CORRESPONDENCE_PROFILE_SCHEMA: dict[str, Any] = {
+    "methods": _NAMES,
+    "datasets": _NAMES,
+    "cells": _cells,
+    "max_pairs": (int, type(None)),
+    "synthetic": {"train": int, "val": int, "test": int, "n_matches": int},
+    "fit": CORRESPONDENCE_FIT_SCHEMA,
+}
 SCHEMA: dict[str, Any] = {
     "profile": PROFILES,
     "mirror": (str, type(None)),
@@ -79,6 +108,12 @@ SCHEMA: dict[str, Any] = {
         "protocol": {"y_quantize": bool, "output_quantize": bool},
     },
     "realnoise": {"methods": _NAMES, "sigmas": _INTS, "protocol": {"output_quantize": bool}},
+    CORRESPONDENCE: {
+        "methods": _NAMES,
+        "trainsets": _NAMES,
+        "datasets": _NAMES,
+        "protocol": {"pose": ("ransac", "weighted8"), "ransac_threshold": float},
+    },
     "methods": _ANY_MAPPING,
     "profiles": {
         profile: {
@@ -88,6 +123,7 @@ SCHEMA: dict[str, Any] = {
             "denoise": {**TASK_PROFILE_SCHEMA, "sigmas": _INTS},
             "sr": {**TASK_PROFILE_SCHEMA, "scales": _INTS},
             "realnoise": {**TASK_PROFILE_SCHEMA, "sigmas": _INTS},
+            CORRESPONDENCE: CORRESPONDENCE_PROFILE_SCHEMA,
             "fit": FIT_SCHEMA,
         }
         for profile in PROFILES
@@ -104,6 +140,8 @@ def _describe(expected: Any) -> str:
         return expected.__name__
     if expected == _ANY_MAPPING or isinstance(expected, dict):
         return "a mapping"
+    if expected is _cells:
+        return "a mapping from training set to a list of test sets"
     return "a list of " + ("names" if expected is _NAMES else "integers")
 
 
@@ -166,10 +204,19 @@ class Params:
         """The registered method behind ``name``: itself, or the model an ablation variant is built on."""
         return (self.raw.get("methods", {}).get(name) or {}).get(VARIANT_KEY, name)
 
-    def cell_active(self, task: str, method: str, setting: int) -> bool:
-        """Whether the active profile computes the cell (other cells of the matrix write a skip marker)."""
+    def cell_active(self, task: str, method: str, setting: int | str) -> bool:
+        """Whether the active profile computes the cell (other cells of the matrix write a skip marker); a
+        correspondence cell's setting is its training set."""
+        if task == CORRESPONDENCE:
+            section = self.correspondence
+            return method in section.get("methods", []) and setting in section.get("cells", {})
         section = self.task(task)
         return method in section.get("methods", []) and setting in section.get(SETTINGS[task], [])
+
+    @property
+    def correspondence(self) -> dict[str, Any]:
+        """The active profile's correspondence section (a profile without one computes nothing)."""
+        return dict(self.active.get(CORRESPONDENCE, {}))
 
     @property
     def fit(self) -> dict[str, Any]:
@@ -226,6 +273,28 @@ def _check_names(params: dict[str, Any]) -> None:
                         f"{task}.methods", "the methods section (each method needs an entry there)")
 
 
+def _check_correspondence(params: dict[str, Any]) -> None:
+    """The correspondence section's cross-references, as :func:`_check_names` does for the image tasks."""
+    profile = params["profile"]
+    declared, section = params.get(CORRESPONDENCE, {}), params["profiles"][profile].get(CORRESPONDENCE, {})
+    where = f"profiles.{profile}.{CORRESPONDENCE}"
+    overlap = set(declared.get("datasets", [])) & set(params.get("datasets", []))
+    if overlap:
+        raise ParamsError(f"params.yaml: {', '.join(sorted(overlap))} named both in datasets (images) and in "
+                          f"{CORRESPONDENCE}.datasets (two-view pairs); a name may be only one of them")
+    _require_subset(declared.get("methods", []), list(params.get("methods", {})), f"{CORRESPONDENCE}.methods",
+                    "the methods section (each method needs an entry there)")
+    _require_subset(section.get("methods", []), declared.get("methods", []), f"{where}.methods",
+                    f"{CORRESPONDENCE}.methods")
+    _require_subset(section.get("datasets", []), declared.get("datasets", []), f"{where}.datasets",
+                    f"{CORRESPONDENCE}.datasets")
+    cells = section.get("cells", {})
+    _require_subset(list(cells), declared.get("trainsets", []), f"{where}.cells", f"{CORRESPONDENCE}.trainsets")
+    for trainset, tests in cells.items():
+        _require_subset([trainset, *tests], section.get("datasets", []), f"{where}.cells.{trainset}",
+                        f"{where}.datasets")
+
+
 def load_params(path: Path = PARAMS_FILE) -> Params:
     """Read, validate and wrap ``params.yaml``."""
     if not path.exists():
@@ -244,4 +313,5 @@ def load_params(path: Path = PARAMS_FILE) -> Params:
         raise ParamsError(f"params.yaml: profile {raw['profile']!r} has no section under 'profiles'")
     _check_folders(raw.get("folders") or {})
     _check_names(raw)
+    _check_correspondence(raw)
     return Params(raw)

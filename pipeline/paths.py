@@ -14,29 +14,34 @@ def prepared(dataset: str) -> Path:
     return DATA / "prepared" / dataset
 
 
+def correspondence(dataset: str) -> Path:
+    """A prepared two-view dataset (Parquet shards); kept apart from the image sets, which stages depend on whole."""
+    return DATA / "correspondence" / dataset
+
+
 def raw() -> Path:
     """Verified downloads, kept between runs (not a DVC output)."""
     return DATA / "raw"
 
 
-def cell(task: str, method: str, setting: int) -> str:
+def cell(task: str, method: str, setting: int | str) -> str:
     return f"{method}-{setting}"
 
 
-def fit_dir(profile: str, task: str, method: str, setting: int) -> Path:
+def fit_dir(profile: str, task: str, method: str, setting: int | str) -> Path:
     return RUNS / profile / "fit" / task / cell(task, method, setting)
 
 
-def official_dir(task: str, method: str, setting: int) -> Path:
+def official_dir(task: str, method: str, setting: int | str) -> Path:
     """Official checkpoints converted on demand by ``n3bench evaluate --weights official`` (not a DVC output)."""
     return RUNS / "official" / task / cell(task, method, setting)
 
 
-def eval_dir(profile: str, task: str, method: str, setting: int) -> Path:
+def eval_dir(profile: str, task: str, method: str, setting: int | str) -> Path:
     return RUNS / profile / "eval" / task / cell(task, method, setting)
 
 
-def metrics_file(profile: str, task: str, method: str, setting: int) -> Path:
+def metrics_file(profile: str, task: str, method: str, setting: int | str) -> Path:
     return REPORTS / "metrics" / profile / task / f"{cell(task, method, setting)}.json"
 
 

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import io
 import json
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from itertools import combinations
 from pathlib import Path
@@ -26,6 +26,7 @@ from matplotlib.patches import Rectangle
 from pipeline import paths
 from pipeline.cells import EXAMPLES, PER_IMAGE
 from pipeline.config import Params
+from pipeline.correspondence.report import section as correspondence_section
 from pipeline.data.images import atomic_write_bytes, read_image
 from pipeline.evaluate import ROW_COLUMNS, SuperResolutionTask
 
@@ -492,8 +493,9 @@ def _header(profile: str, results: pd.DataFrame) -> list[str]:
 
 
 def report_markdown(profile: str, results: pd.DataFrame, paired: pd.DataFrame, tables: list[dict[str, Any]],
-                    figure_names: list[str], confidence: float, resamples: int, seed: int) -> str:
-    """The whole README.md."""
+                    figure_names: list[str], confidence: float, resamples: int, seed: int,
+                    sections: Sequence[str] = ()) -> str:
+    """The whole README.md; ``sections`` (Markdown lines: other tasks' sections) go before the figures."""
     lines = _header(profile, results)
     lines += ["## Paper vs measured", "",
               "Δ = measured − paper. — : not run here, or no published value. † : the paper value comes from a "
@@ -509,6 +511,7 @@ def report_markdown(profile: str, results: pd.DataFrame, paired: pd.DataFrame, t
               "holds every pair.", ""]
     lines += paired_markdown(paired, confidence)
     lines += ["## Measured", "", *measured_markdown(results)]
+    lines += list(sections)
     lines += ["## Figures", "", *([f"![{name}]({name})" for name in figure_names] or ["No figures yet."]), ""]
     return "\n".join(lines).rstrip("\n") + "\n"
 
@@ -535,11 +538,14 @@ def build_report(profile: str, root: Path = Path("."), *, paper_tables: Path | N
     tables = yaml.safe_load((paper_tables or root / PAPER_TABLES).read_text())["tables"]
     files = dict(figures(profile, results, per_image, root))
     files.update(training_curves(profile, root))
+    correspondence, correspondence_files = correspondence_section(profile, root, resamples, confidence, seed,
+                                                                  paper_tables)
+    files.update(correspondence_files)
     names = sorted(name for name in files if name.endswith(".png"))
     files["results.csv"] = _csv(results)
     files["paired.csv"] = _csv(paired)
-    files["README.md"] = report_markdown(profile, results, paired, tables, names, confidence, resamples,
-                                         seed).encode()
+    files["README.md"] = report_markdown(profile, results, paired, tables, names, confidence, resamples, seed,
+                                         correspondence).encode()
     for name, data in files.items():
         atomic_write_bytes(out / name, data)
     _prune(out, set(files))

@@ -9,6 +9,7 @@ from typing import Any
 
 import click
 
+from pipeline.config import CORRESPONDENCE
 from pipeline.errors import UserError
 
 #: the file a stage writes instead of its outputs when the active profile does not compute the cell
@@ -27,3 +28,13 @@ def clean_errors(command: Callable[..., Any]) -> Callable[..., Any]:
             sys.exit(1)
 
     return wrapper
+
+
+def parse_setting(task: str, setting: str) -> int | str:
+    """A cell's setting from the command line: the training set's name for correspondences, else σ or scale."""
+    if task == CORRESPONDENCE:
+        return setting
+    try:
+        return int(setting)
+    except ValueError:
+        raise click.BadParameter(f"{setting!r}: the {task} setting is an integer") from None

@@ -1,4 +1,6 @@
-"""DVC stage ``fit_<task>@<method>-<setting>``: train, import official weights, or record a classical method."""
+"""DVC stage ``fit_<task>@<method>-<setting>``: train, import official weights, or record a classical method.
+
+The setting is σ or the scale for the image tasks, and the training set for ``correspondence``."""
 
 from __future__ import annotations
 
@@ -7,27 +9,33 @@ import shutil
 import click
 
 from pipeline import paths
-from pipeline.config import SETTINGS, load_params
-from stages._common import SKIP_NOTE, clean_errors
+from pipeline.config import CORRESPONDENCE, STAGE_TASKS, load_params
+from stages._common import SKIP_NOTE, clean_errors, parse_setting
 
 
 @click.command()
-@click.argument("task", type=click.Choice(sorted(SETTINGS)))
+@click.argument("task", type=click.Choice(sorted(STAGE_TASKS)))
 @click.argument("method")
-@click.argument("setting", type=int)
+@click.argument("setting")
 @clean_errors
-def main(task: str, method: str, setting: int) -> None:
+def main(task: str, method: str, setting: str) -> None:
     params = load_params()
-    out = paths.fit_dir(params.profile, task, method, setting)
+    value = parse_setting(task, setting)
+    out = paths.fit_dir(params.profile, task, method, value)
     shutil.rmtree(out, ignore_errors=True)
-    if not params.cell_active(task, method, setting):
+    if not params.cell_active(task, method, value):
         out.mkdir(parents=True)
         (out / SKIP_NOTE).write_text(f"{method}-{setting} is not computed by profile {params.profile!r}\n")
         click.echo(f"fit {task} {method}-{setting}: not in profile {params.profile!r}, skipped")
         return
-    from pipeline.fit import fit_cell
+    if task == CORRESPONDENCE:
+        from pipeline.correspondence.cells import fit_cell as fit_correspondence
 
-    metadata = fit_cell(params, task, method, setting, out)
+        metadata = fit_correspondence(params, method, setting, out)
+    else:
+        from pipeline.fit import fit_cell
+
+        metadata = fit_cell(params, task, method, value, out)
     click.echo(f"fit {task} {method}-{setting}: {metadata.get('source')} → {out}")
 
 

@@ -10,6 +10,7 @@ import json
 import time
 from pathlib import Path
 
+import pandas as pd
 import pytest
 
 from tests.conftest import commit_all, shell
@@ -45,6 +46,23 @@ def test_smoke_repro_writes_every_expected_output(smoke_run):
     report = (smoke_run / "reports/smoke/README.md").read_text()
     assert "not comparable" in report.lower()
     assert list((smoke_run / "reports/smoke").rglob("*.png"))
+
+
+def test_smoke_correspondence_networks_beat_ransac(smoke_run):
+    """The acceptance point of the smoke profile: CNet and N3Net-CNet, each followed by RANSAC on its predicted
+    inliers, beat RANSAC alone on mAP@10 of the synthetic test pairs, with a paired bootstrap CI above 0."""
+    def map10(method: str) -> float:
+        cell = json.loads((smoke_run / f"reports/metrics/smoke/correspondence/{method}-synthetic.json").read_text())
+        return cell["synthetic"]["map10"]
+
+    assert map10("cnet") > map10("ransac") and map10("n3net-cnet") > map10("ransac")
+    paired = pd.read_csv(smoke_run / "reports/smoke/correspondence_paired.csv")
+    versus_ransac = paired[(paired.dataset == "synthetic") & (paired.method_b == "ransac")]
+    assert sorted(versus_ransac.method_a) == ["cnet", "n3net-cnet"] and (versus_ransac.ci_low > 0).all()
+    assert (smoke_run / "runs/smoke/fit/correspondence/cnet-st_peters/SKIPPED").exists()
+    report = (smoke_run / "reports/smoke/README.md").read_text()
+    assert "## Correspondence classification" in report and "synthetic → stereo_motorcycle" in report
+    assert (smoke_run / "reports/smoke/figures/correspondence_matches.png").is_file()
 
 
 def test_second_repro_is_a_fast_no_op(smoke_run):

@@ -5,7 +5,7 @@ Every dataset source (synthetic generator, the scikit-image stereo sample, the p
 
 Entry points for the pipeline:
 
-- prepare: :func:`.data.prepare` (dataset name → ``data/prepared/<name>/``), :func:`.data.load_pairs`;
+- prepare: :func:`.data.prepare` (dataset name → ``data/correspondence/<name>/``), :func:`.data.load_pairs`;
 - train: :class:`.training.CorrespondenceTraining` + :func:`.training.cnet_schedule` + :func:`.training.fit`
   (writes ``model.pt``);
 - evaluate: :func:`.evaluate.evaluate_correspondence` (JSON-ready summary with ``map5``/``map10``/``map20``),

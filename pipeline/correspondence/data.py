@@ -21,6 +21,8 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
+import numpy as np
+
 from pipeline import paths
 from pipeline.correspondence.dumps import DUMPS, prepare_dump
 from pipeline.correspondence.features import OPENCV_VERSION
@@ -74,8 +76,9 @@ def prepare(
     mirror: Path | None = None,
     options: PrepareOptions | None = None,
 ) -> dict[str, Any]:
-    """Build ``dataset`` into ``out`` (default ``data/prepared/<dataset>``), replacing it; returns the manifest."""
-    out = Path(out or paths.prepared(dataset))
+    """Build ``dataset`` into ``out`` (default ``data/correspondence/<dataset>``), replacing it; returns its
+    manifest."""
+    out = Path(out or paths.correspondence(dataset))
     staging = out.with_name(f".{out.name}.staging")
     shutil.rmtree(staging, ignore_errors=True)
     staging.mkdir(parents=True)
@@ -85,6 +88,16 @@ def prepare(
     shutil.rmtree(out, ignore_errors=True)
     os.replace(staging, out)
     return manifest
+
+
+def view_images(pair: Pair) -> tuple[np.ndarray, np.ndarray] | None:
+    """The two photographs of a pair where they ship with the code (the stereo sample), else None."""
+    if pair.dataset != STEREO:
+        return None
+    from skimage import data
+
+    left, right, _ = data.stereo_motorcycle()
+    return left, right
 
 
 def is_prepared(folder: Path) -> bool:
@@ -102,7 +115,7 @@ def load_pairs(
     options: PrepareOptions | None = None,
 ) -> list[Pair]:
     """The first ``max_pairs`` pairs of a split, preparing the dataset first if its folder is not built."""
-    folder = Path(folder or paths.prepared(dataset))
+    folder = Path(folder or paths.correspondence(dataset))
     if not is_prepared(folder):
         prepare(dataset, folder, raw=raw, mirror=mirror, options=options)
     if not (folder / split).is_dir():

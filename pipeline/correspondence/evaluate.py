@@ -156,7 +156,13 @@ def paired_bootstrap_ci(
 
 
 def compare_map(
-    rows: pd.DataFrame, method_a: str, method_b: str, threshold: int = 10, n_boot: int = 2000, seed: int = 0
+    rows: pd.DataFrame,
+    method_a: str,
+    method_b: str,
+    threshold: int = 10,
+    n_boot: int = 2000,
+    seed: int = 0,
+    level: float = 0.95,
 ) -> BootstrapCI:
     """Paired bootstrap CI of ``mAP@threshold(method_a) − mAP@threshold(method_b)`` over their common pairs."""
     errors = rows.pivot_table(index=["dataset", "pair_id"], columns="method", values="err").dropna()
@@ -166,6 +172,7 @@ def compare_map(
         lambda e: mean_average_precision(e, threshold),
         n_boot,
         seed,
+        level,
     )
 
 

@@ -4,7 +4,7 @@ Registered in :data:`MATCHERS`:
 
 ``ransac``
     OpenCV five-point RANSAC + ``recoverPose`` on all putatives (the spec's protocol (c)).
-``cnet``, ``n3net_cnet``
+``cnet``, ``n3net-cnet``
     :class:`models.cnet.CorrespondenceNet` without / with the N³ block (k = 3). Pose by protocol
     ``"ransac"`` (keep logits ≥ 0, then RANSAC: the paper-era test protocol (b)) or ``"weighted8"`` (the
     weighted eight-point E decomposed on the top 10 % by logit: protocol (a), used for validation).
@@ -140,9 +140,9 @@ class CNet(LearnedMatcher):
     name = "cnet"
 
 
-@MATCHERS.register("n3net_cnet")
+@MATCHERS.register("n3net-cnet")
 class N3NetCNet(LearnedMatcher):
-    name = "n3net_cnet"
+    name = "n3net-cnet"
     architecture: ClassVar[dict[str, Any]] = {"n3_k": 3}
 
 

@@ -50,7 +50,7 @@ def collate(pairs: Sequence[Pair], step: int = 0, max_matches: int | None = None
 
 @dataclass
 class CorrespondenceTraining:
-    """Train a registered learned matcher (``cnet``, ``n3net_cnet``) on screened pairs.
+    """Train a registered learned matcher (``cnet``, ``n3net-cnet``) on screened pairs.
 
     ``step`` counts the batches drawn; :func:`fit` sets it from the checkpoint when a run resumes.
     """

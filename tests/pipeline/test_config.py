@@ -36,6 +36,21 @@ def test_the_shipped_params_are_valid_and_default_to_smoke():
          r"profiles.smoke.denoise.sigmas names 33, which is not in denoise.sigmas \(25, 50, 70\)"),
         (lambda p: p["methods"].pop("bm3d"), r"denoise.methods names 'bm3d', which is not in the methods section"),
         (lambda p: p["folders"].update(mine={"path": "x", "color": "cmyk"}), r"folders.mine.color = 'cmyk'"),
+        (lambda p: p["profiles"]["smoke"]["correspondence"].update(cells={"synthetic": "synthetic"}),
+         r"'profiles.smoke.correspondence.cells'.*expected a mapping from training set to a list of test sets"),
+        (lambda p: p["profiles"]["smoke"]["correspondence"].update(cells={"stereo_motorcycle": ["synthetic"]}),
+         r"correspondence.cells names 'stereo_motorcycle', which is not in correspondence.trainsets"),
+        (lambda p: p["profiles"]["smoke"]["correspondence"]["cells"].update(synthetic=["reichstag"]),
+         r"cells.synthetic names 'reichstag', which is not in profiles.smoke.correspondence.datasets"),
+        (lambda p: p["profiles"]["smoke"]["correspondence"].update(methods=["magsac"]),
+         r"profiles.smoke.correspondence.methods names 'magsac', which is not in correspondence.methods"),
+        (lambda p: p["profiles"]["smoke"]["correspondence"]["fit"].update(epochs=3),
+         r"unknown key 'profiles.smoke.correspondence.fit.epochs'; allowed"),
+        (lambda p: p["correspondence"]["protocol"].update(pose="eight_point"),
+         r"'correspondence.protocol.pose' = 'eight_point' is invalid; expected one of ransac, weighted8"),
+        (lambda p: p["methods"].pop("n3net-cnet"),
+         r"correspondence.methods names 'n3net-cnet', which is not in the methods section"),
+        (lambda p: p["correspondence"]["datasets"].append("set12"), r"set12 named both in datasets"),
     ],
 )
 def test_malformed_params_name_the_key_and_the_allowed_values(tmp_path, edit, message):
@@ -61,6 +76,17 @@ def test_profile_overrides_method_hyperparameters_and_selects_cells(tmp_path):
     assert pretrained.method("dncnn-s")["depth"] == 17
     assert pretrained.cell_active("denoise", "dncnn-b", 70)
     assert pretrained.fit["mode"] == "official"
+
+
+def test_correspondence_cells_are_method_by_training_set(tmp_path):
+    smoke = load_params(write(tmp_path, lambda p: None))
+    assert smoke.cell_active("correspondence", "n3net-cnet", "synthetic")
+    assert not smoke.cell_active("correspondence", "cnet", "st_peters")
+    assert smoke.method("cnet")["depth"] == 6  # the smoke profile's small network
+    assert not load_params(write(tmp_path, lambda p: p.update(profile="pretrained"))).correspondence["cells"]
+    paper = load_params(write(tmp_path, lambda p: p.update(profile="paper")))
+    assert paper.correspondence["cells"]["st_peters"] == ["st_peters", "reichstag"]
+    assert paper.cell_active("correspondence", "cnet", "brown_bm_3_05")
 
 
 def test_mirror_environment_variable_wins(tmp_path, monkeypatch):

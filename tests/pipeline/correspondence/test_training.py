@@ -63,7 +63,7 @@ def test_task_refuses_untrainable_methods_and_too_few_pairs():
         CorrespondenceTraining(_pairs("train", 2), [], "cnet", batch_size=4)
 
 
-@pytest.mark.parametrize("method", ["cnet", "n3net_cnet"])
+@pytest.mark.parametrize("method", ["cnet", "n3net-cnet"])
 def test_fit_saves_a_model_that_load_matcher_restores(method, tmp_path, one_thread):
     task = CorrespondenceTraining(_pairs("train", 8), _pairs("val", 2), method, TINY, batch_size=4,
                                   essential_start=2)
@@ -76,7 +76,7 @@ def test_fit_saves_a_model_that_load_matcher_restores(method, tmp_path, one_thre
     resumed = CorrespondenceTraining(_pairs("train", 8), [], method, TINY, batch_size=4)
     fit(resumed, cnet_schedule(4), tmp_path / "scratch")  # already finished: resumes at step 4, trains no more
     assert resumed.step == 4
-    other = "cnet" if method == "n3net_cnet" else "n3net_cnet"
+    other = "cnet" if method == "n3net-cnet" else "n3net-cnet"
     with pytest.raises(UserError, match="holds a"):
         load_matcher(other, tmp_path / "model" / "model.pt")
     options = PrepareOptions(synthetic_pairs={"test": 3}, synthetic=SyntheticConfig(n_matches=64))
@@ -92,15 +92,15 @@ def test_trained_cnet_and_n3net_cnet_beat_ransac(tmp_path, one_thread):
     config = SyntheticConfig(n_matches=256)
     train, test = list(generate(0, "train", 200, config)), list(generate(0, "test", 40, config))
     frames = [evaluate(load_matcher("ransac"), test, "ransac")[0]]
-    for method in ("cnet", "n3net_cnet"):
+    for method in ("cnet", "n3net-cnet"):
         task = CorrespondenceTraining(train, [], method, {"depth": 6, "channels": 64, "n3_hidden": 64},
                                       batch_size=16, essential_start=10**9)
         matcher = fit(task, cnet_schedule(200, validate_every=10**9, checkpoint_every=10**9), tmp_path / method)
         frames.append(evaluate(matcher, test, method)[0])
     rows = pd.concat(frames)
     summary = {method: compare_map(rows, method, "ransac", threshold=10, n_boot=1000)
-               for method in ("cnet", "n3net_cnet")}
+               for method in ("cnet", "n3net-cnet")}
     for method, ci in summary.items():
         assert ci.estimate > 0.1 and ci.low > 0, f"{method} vs RANSAC mAP@10: {ci}"
-    print("N3Net-CNet − CNet mAP@10:", compare_map(rows, "n3net_cnet", "cnet", threshold=10, n_boot=1000))
+    print("N3Net-CNet − CNet mAP@10:", compare_map(rows, "n3net-cnet", "cnet", threshold=10, n_boot=1000))
     assert time.perf_counter() - start < 180

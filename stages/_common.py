@@ -1,4 +1,4 @@
-"""What every stage entry point shares: the skip marker and clean error reporting."""
+"""What every stage entry point shares: the cell arguments, the skip marker and clean error reporting."""
 
 from __future__ import annotations
 
@@ -9,7 +9,7 @@ from typing import Any
 
 import click
 
-from pipeline.config import CORRESPONDENCE
+from pipeline.config import CORRESPONDENCE, STAGE_TASKS
 from pipeline.errors import UserError
 
 #: the file a stage writes instead of its outputs when the active profile does not compute the cell
@@ -38,3 +38,12 @@ def parse_setting(task: str, setting: str) -> int | str:
         return int(setting)
     except ValueError:
         raise click.BadParameter(f"{setting!r}: the {task} setting is an integer") from None
+
+
+def cell_command(command: Callable[..., Any]) -> click.Command:
+    """A stage entry point over one matrix cell: arguments ``TASK METHOD SETTING``, user errors in one line."""
+    decorators = (clean_errors, click.argument("setting"), click.argument("method"),
+                  click.argument("task", type=click.Choice(sorted(STAGE_TASKS))), click.command())
+    for decorator in decorators:
+        command = decorator(command)
+    return command

@@ -11,9 +11,9 @@ from typing import Any
 import click
 
 from pipeline import paths
-from pipeline.config import CORRESPONDENCE, STAGE_TASKS, Params, load_params
+from pipeline.config import CORRESPONDENCE, Params, load_params
 from pipeline.data.images import atomic_write_bytes
-from stages._common import clean_errors, parse_setting
+from stages._common import cell_command, parse_setting
 
 
 def _measure(params: Params, task: str, method: str, setting: int | str, out: Path) -> dict[str, Any]:
@@ -28,11 +28,7 @@ def _measure(params: Params, task: str, method: str, setting: int | str, out: Pa
     return summarise(evaluate_cell(params, task, method, int(setting), out))
 
 
-@click.command()
-@click.argument("task", type=click.Choice(sorted(STAGE_TASKS)))
-@click.argument("method")
-@click.argument("setting")
-@clean_errors
+@cell_command
 def main(task: str, method: str, setting: str) -> None:
     params = load_params()
     value = parse_setting(task, setting)

@@ -9,15 +9,11 @@ import shutil
 import click
 
 from pipeline import paths
-from pipeline.config import CORRESPONDENCE, STAGE_TASKS, load_params
-from stages._common import SKIP_NOTE, clean_errors, parse_setting
+from pipeline.config import CORRESPONDENCE, load_params
+from stages._common import SKIP_NOTE, cell_command, parse_setting
 
 
-@click.command()
-@click.argument("task", type=click.Choice(sorted(STAGE_TASKS)))
-@click.argument("method")
-@click.argument("setting")
-@clean_errors
+@cell_command
 def main(task: str, method: str, setting: str) -> None:
     params = load_params()
     value = parse_setting(task, setting)

@@ -195,3 +195,23 @@ def test_the_real_paper_tables_render(tmp_path: Path) -> None:
     assert row(rows, "N3Net", "Set12")["σ=25 Δ"] == "+0.15"
     assert "### measured_official_weights · denoise · PSNR (dB)" in markdown
     assert "### dncnn3_multitask · sr · SSIM" in markdown
+
+
+def test_real_noise_section_shows_dnd_as_paper_only_and_cc15_published_beside_measured(tmp_path: Path) -> None:
+    root = _project(tmp_path, "pretrained")
+    _cell(root, "pretrained", "realnoise", "noisy", 0, "cc15", np.full(15, 33.41))
+    _cell(root, "pretrained", "realnoise", "bm3d", 0, "cc15", np.full(15, 33.54))
+    out = build_report("pretrained", root, paper_tables=REPO / "reports/paper_tables.yaml", resamples=100)
+    markdown = (out / "README.md").read_text()
+    section = markdown[markdown.index("## Real noise"):markdown.index("## Paired comparisons")]
+    dnd = table(section, "### n3net_real_denoising_dnd · DND")
+    raw = next(r for r in dnd if r["Space"] == "raw")
+    assert raw == {"Method": "N3Net", "Space": "raw", "PSNR Paper": "—", "SSIM Paper": "—",
+                   "Measured": "submit to the website"}
+    cc15 = table(section, "### cc15_reference · realnoise · PSNR (dB)")
+    assert row(cc15, "noisy (`noisy`)", "CC15 (`cc15`)")["σ=0 Published"] == "33.41"
+    assert row(cc15, "noisy (`noisy`)", "CC15 (`cc15`)")["σ=0 Measured"] == "33.41"
+    assert row(cc15, "`bm3d`", "CC15 (`cc15`)")["σ=0 Measured"] == "33.54"
+    assert row(cc15, "TWSC", "CC15 (`cc15`)")["σ=0 Measured"] == "—"
+    assert "needs the SIDD download" in section
+    assert "cc15_reference" not in markdown[:markdown.index("## Real noise")]

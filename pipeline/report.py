@@ -72,9 +72,9 @@ METRICS = {"PSNR": ("value", "psnr", 2), "SSIM": ("ssim", "ssim", 4)}
 #: the floor every method of a task is compared with
 BASELINES = {"denoise": "noisy", "sr": "bicubic", "realnoise": "noisy"}
 #: comparisons the report shows besides those with the baseline
-FOCUS = {"denoise": {("n3net", "dncnn-s")}, "sr": {("n3net-sr", "vdsr")}}
+FOCUS = {"denoise": {("n3net", "dncnn-s")}, "sr": {("n3net-sr", "vdsr")}, "realnoise": {("n3net-pg", "dncnn-pg")}}
 #: display order; other (user) methods come after these, the baseline last
-METHOD_ORDER = ("n3net", "n3net-sr", "dncnn-s", "dncnn-b", "vdsr", "bm3d")
+METHOD_ORDER = ("n3net", "n3net-sr", "n3net-pg", "dncnn-s", "dncnn-b", "dncnn-pg", "vdsr", "bm3d")
 
 RESULT_COLUMNS = ["task", "method", "setting", "dataset", "psnr", "ssim", "n_images", "seconds", "device", "profile"]
 PAIRED_COLUMNS = ["task", "dataset", "setting", "method_a", "method_b", "n_images", "mean_diff", "ci_low",

@@ -201,6 +201,8 @@ def test_real_noise_section_shows_dnd_as_paper_only_and_cc15_published_beside_me
     root = _project(tmp_path, "pretrained")
     _cell(root, "pretrained", "realnoise", "noisy", 0, "cc15", np.full(15, 33.41))
     _cell(root, "pretrained", "realnoise", "bm3d", 0, "cc15", np.full(15, 33.54))
+    _cell(root, "pretrained", "realnoise", "n3net-pg", 0, "cc15", np.full(15, 34.0))
+    _cell(root, "pretrained", "realnoise", "dncnn-pg", 0, "cc15", np.full(15, 33.9))
     out = build_report("pretrained", root, paper_tables=REPO / "reports/paper_tables.yaml", resamples=100)
     markdown = (out / "README.md").read_text()
     section = markdown[markdown.index("## Real noise"):markdown.index("## Paired comparisons")]
@@ -214,4 +216,6 @@ def test_real_noise_section_shows_dnd_as_paper_only_and_cc15_published_beside_me
     assert row(cc15, "`bm3d`", "CC15 (`cc15`)")["σ=0 Measured"] == "33.54"
     assert row(cc15, "TWSC", "CC15 (`cc15`)")["σ=0 Measured"] == "—"
     assert "needs the SIDD download" in section
+    paired = markdown[markdown.index("### Paired · realnoise"):]
+    assert "| cc15 | σ=0 | `n3net-pg` | `dncnn-pg` | 15 | +0.10 |" in paired
     assert "cc15_reference" not in markdown[:markdown.index("## Real noise")]

@@ -89,15 +89,23 @@ def init_dncnn(module: nn.Module) -> None:
 
 
 class DnCNN(nn.Module):
-    """Residual denoiser: ``output = input − layers(input)`` (the layers predict the noise)."""
+    """Residual denoiser: ``output = input − layers(input)`` (the layers predict the noise).
 
-    def __init__(self, in_channels: int = 1, depth: int = 17, features: int = 64, batchnorm: bool = True) -> None:
+    With ``noise_maps`` the input has two more planes, the Poisson-Gaussian levels a and b (spec §g); the
+    output and the residual keep the first ``in_channels``.
+    """
+
+    def __init__(
+        self, in_channels: int = 1, depth: int = 17, features: int = 64, batchnorm: bool = True,
+        noise_maps: bool = False,
+    ) -> None:
         super().__init__()
-        self.layers = conv_stack(in_channels, features, in_channels, depth, batchnorm)
+        self.channels = in_channels
+        self.layers = conv_stack(in_channels + 2 * noise_maps, features, in_channels, depth, batchnorm)
         init_dncnn(self)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return x - self.layers(x)
+        return x[:, : self.channels] - self.layers(x)
 
 
 def _matconvnet_filter(array: np.ndarray) -> torch.Tensor:
@@ -147,7 +155,8 @@ def _matconvnet(path: str, sha256: str, size: int, name: str) -> RemoteFile:
 
 
 class _DnCNNMethod(LearnedMethod):
-    """DnCNN as a method; ``depth``, ``features`` and ``batchnorm`` are :class:`DnCNN`'s arguments.
+    """DnCNN as a method; ``depth``, ``features``, ``batchnorm`` and ``noise_maps`` are :class:`DnCNN`'s
+    arguments.
 
     ``batchnorm`` defaults to False: the official weights have BatchNorm folded into the convs.
     """
@@ -156,15 +165,19 @@ class _DnCNNMethod(LearnedMethod):
     default_depth: ClassVar[int]
     blind: ClassVar[bool]
 
-    def __init__(self, depth: int | None = None, features: int = 64, batchnorm: bool = False) -> None:
+    def __init__(
+        self, depth: int | None = None, features: int = 64, batchnorm: bool = False, noise_maps: bool = False
+    ) -> None:
         depth = self.default_depth if depth is None else depth
-        super().__init__(depth=depth, features=features, batchnorm=batchnorm, blind=self.blind)
+        super().__init__(depth=depth, features=features, batchnorm=batchnorm, noise_maps=noise_maps,
+                         blind=self.blind)
 
     def build_network(self, setting: int) -> DnCNN:
         return DnCNN(
             depth=self.hparams["depth"],
             features=self.hparams["features"],
             batchnorm=self.hparams["batchnorm"],
+            noise_maps=self.hparams["noise_maps"],
         )
 
     def import_official(self, path: Path, setting: int) -> OrderedDict[str, torch.Tensor]:

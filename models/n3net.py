@@ -32,16 +32,20 @@ from pipeline.methods import METHODS, LearnedMethod
 
 class DnCNNStage(nn.Module):
     """A DnCNN layer stack (conv + ReLU, ``depth − 2`` × [conv, BN, ReLU], conv) plus an identity path on the
-    first ``min(C_in, C_out)`` channels."""
+    first ``min(C_in, C_out, residual_channels)`` channels (``residual_channels`` None: no further limit)."""
 
-    def __init__(self, in_channels: int, out_channels: int, depth: int = 6, features: int = 64) -> None:
+    def __init__(
+        self, in_channels: int, out_channels: int, depth: int = 6, features: int = 64,
+        residual_channels: int | None = None,
+    ) -> None:
         super().__init__()
         self.layers = conv_stack(in_channels, features, out_channels, depth, batchnorm=True)
+        self.residual_channels = residual_channels
         init_dncnn(self)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         out = self.layers(x)
-        shared = min(x.shape[1], out.shape[1])
+        shared = min(x.shape[1], out.shape[1], self.residual_channels or x.shape[1])
         return out + F.pad(x[:, :shared], (0, 0, 0, 0, 0, out.shape[1] - shared))
 
 
@@ -49,7 +53,9 @@ class N3Net(nn.Module):
     """``stages`` DnCNN stages with an N³ block between each pair (none when ``k = 0``).
 
     ``depth``/``features``: layers and width of each stage; ``interm_channels``: the channels a stage hands to
-    the next N³ block. The remaining arguments configure every :class:`~models.n3block.N3Block`.
+    the next N³ block; ``noise_maps``: the input carries two more planes, the Poisson-Gaussian levels a and b
+    (the real-noise variant, spec §g), which the first stage's identity path leaves out. The remaining arguments
+    configure every :class:`~models.n3block.N3Block`.
     """
 
     def __init__(
@@ -71,6 +77,7 @@ class N3Net(nn.Module):
         stride: int = 5,
         window: int = 15,
         tile: int = 8,
+        noise_maps: bool = False,
         channels: int = 1,
     ) -> None:
         super().__init__()
@@ -82,11 +89,11 @@ class N3Net(nn.Module):
             "embed_channels": embed_channels, "embed_features": embed_features, "embed_depth": embed_depth,
             "patch_size": patch_size, "stride": stride, "window": window, "tile": tile,
         }  # fmt: skip
-        inputs = [channels] + [(k + 1) * interm_channels] * (stages - 1)
+        inputs = [channels + 2 * noise_maps] + [(k + 1) * interm_channels] * (stages - 1)
         outputs = [interm_channels] * (stages - 1) + [channels]
         self.stages = nn.ModuleList(
-            DnCNNStage(width_in, width_out, depth, features)
-            for width_in, width_out in zip(inputs, outputs, strict=True)
+            DnCNNStage(width_in, width_out, depth, features, channels if index == 0 else None)
+            for index, (width_in, width_out) in enumerate(zip(inputs, outputs, strict=True))
         )
         self.n3blocks = nn.ModuleList(N3Block(**block_args) for _ in range(stages - 1) if k > 0)
 
@@ -164,7 +171,7 @@ class N3NetMethod(LearnedMethod):
     """N³Net as a denoising method; hyper-parameters are :class:`N3Net`'s arguments (paper defaults)."""
 
     name = "n3net"
-    tasks = ("denoise",)
+    tasks = ("denoise",)  # with ``noise_maps``: realnoise (LearnedMethod.supports)
     official: ClassVar[Mapping[int | None, RemoteFile]] = {
         sigma: RemoteFile(
             f"{_N3NET_URL}results_gaussian_denoising/pretrained_sigma{sigma}/checkpoint/051_ckpt.t7",

@@ -61,7 +61,7 @@ def evaluate_cell(
     """Evaluate a cell and return its per-image rows; with ``out`` also write them and example outputs there."""
     section = params.task(task_name)
     task = TASKS[task_name](section.get("protocol", {}), params.raw.get("seed", 0))
-    official = weights == OFFICIAL or (weights is None and params.fit.get("mode") == "official")
+    official = weights == OFFICIAL or (weights is None and params.task_fit(task_name).get("mode") == "official")
     method = make_method(method_name, params, task_name, official=official)
     checkpoint = resolve_weights(params, task_name, method_name, setting, weights)
     load_fitted(method, checkpoint, setting, params.device)

@@ -187,7 +187,7 @@ def _ready_method(method_name: str, task: str, setting: int, checkpoint: str) ->
 
     params = load_params()
     weights = None if checkpoint == "profile" else checkpoint
-    official = checkpoint == "official" or (weights is None and params.fit.get("mode") == "official")
+    official = checkpoint == "official" or (weights is None and params.task_fit(task).get("mode") == "official")
     method = make_method(method_name, params, task, official=official)
     if isinstance(method, LearnedMethod):
         weights = resolve_weights(params, task, method_name, setting, weights)

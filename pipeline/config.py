@@ -70,6 +70,7 @@ TASK_PROFILE_SCHEMA: dict[str, Any] = {
     "testsets": _NAMES,
     "trainsets": _NAMES,
     "max_images": (int, type(None)),
+    "fit": FIT_SCHEMA,  # the task's overrides of the profile's fit block (e.g. its own epoch length)
 }
 CORRESPONDENCE_FIT_SCHEMA: dict[str, Any] = {
     "steps": int,
@@ -221,6 +222,10 @@ class Params:
     @property
     def fit(self) -> dict[str, Any]:
         return dict(self.active.get("fit", {}))
+
+    def task_fit(self, task: str) -> dict[str, Any]:
+        """The profile's fit block updated by the task's own ``fit`` overrides."""
+        return {**self.fit, **self.active.get(task, {}).get("fit", {})}
 
     @property
     def device(self) -> str:

@@ -18,12 +18,15 @@ from pipeline.config import Params, ParamsError
 from pipeline.data.download import fetch, mirror_root
 from pipeline.data.images import atomic_write_bytes, read_image, to_float
 from pipeline.data.prepare import load_manifest
-from pipeline.evaluate import TASKS, Task, cell_key
+from pipeline.evaluate import TASKS, Sample, Task, cell_key
 from pipeline.methods import METHODS, LearnedMethod, Method
+from pipeline.protocols.pgnoise import sample_training_batch
 from pipeline.train import Schedule, finish, save_model, train
 
 MODEL_FILE = "model.pt"
 MANIFEST_FILE = "model.json"
+#: test images scored during training
+VALIDATION_IMAGES = 2
 
 
 def make_method(name: str, params: Params, task: str, official: bool = False) -> Method:
@@ -37,8 +40,9 @@ def make_method(name: str, params: Params, task: str, official: bool = False) ->
     except TypeError as error:
         raise ParamsError(f"params.yaml: methods.{name} = {hparams} does not fit the method: {error}") from None
     method.name = name  # an ablation variant reports under its own name
-    if task not in method.tasks:
-        raise ParamsError(f"method {name!r} does not support task {task!r} (it supports {', '.join(method.tasks)})")
+    if not method.supports(task):
+        raise ParamsError(f"method {name!r} does not support task {task!r} "
+                         f"(it supports {', '.join(name for name in TASKS if method.supports(name))})")
     return method
 
 
@@ -69,19 +73,23 @@ def random_patches(images: Sequence[np.ndarray], count: int, size: int, rng: np.
 
 
 def _batch_tensor(array: np.ndarray, device: torch.device) -> torch.Tensor:
-    """``N×H×W`` array → ``N×1×H×W`` float tensor on ``device``."""
-    return torch.from_numpy(np.ascontiguousarray(array, dtype=np.float32))[:, None].to(device)
+    """``N×H×W`` (one channel) or ``N×C×H×W`` array → ``N×C×H×W`` float tensor on ``device``."""
+    tensor = torch.from_numpy(np.ascontiguousarray(array, dtype=np.float32))
+    return (tensor[:, None] if tensor.ndim == 3 else tensor).to(device)
 
 
 @dataclass
 class RestorationTraining:
-    """Patch-based training of an image-to-image method on (degraded, clean) pairs built by the task."""
+    """Patch-based training of an image-to-image method on (degraded, clean) pairs built by the task.
+
+    ``validation`` holds fixed test samples (degraded once), scored with the task's metric during training.
+    """
 
     method: LearnedMethod
     task: Task
     setting: int
     images: list[np.ndarray]
-    validation: list[tuple[str, np.ndarray]]
+    validation: list[Sample]
     batch_size: int
     patch_size: int
     sigma_range: tuple[int, int] | None = None
@@ -91,6 +99,8 @@ class RestorationTraining:
 
     def batch(self, rng: np.random.Generator, device: torch.device) -> tuple[torch.Tensor, torch.Tensor]:
         clean = random_patches(self.images, self.batch_size, self.patch_size, rng)
+        if self.task.name == "realnoise":
+            return self._poisson_gaussian(clean, rng, device)
         if self.task.name == "denoise":
             sigma = self.setting if self.sigma_range is None else rng.uniform(*self.sigma_range, (len(clean), 1, 1))
             degraded = clean + rng.standard_normal(clean.shape).astype(np.float32) * np.float32(sigma) / 255
@@ -100,16 +110,23 @@ class RestorationTraining:
             degraded = np.stack([self.task.degrade_luma(patch, scale) for patch, scale in pairs])
         return _batch_tensor(degraded, device), _batch_tensor(clean, device)
 
+    def _poisson_gaussian(
+        self, clean: np.ndarray, rng: np.random.Generator, device: torch.device
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        """Spec §g: linearised patches, per-patch (a, b), clipped noisy input (with the a, b planes for a
+        noise-map network); the target is the linearised clean patch."""
+        batch = sample_training_batch(clean, rng)
+        inputs = batch.inputs if self.method.noise_maps else batch.inputs[:, :1]
+        return _batch_tensor(inputs, device), _batch_tensor(batch.targets, device)
+
     def loss(self, network: nn.Module, batch: tuple[torch.Tensor, torch.Tensor]) -> torch.Tensor:
         degraded, clean = batch
         return 0.5 * (network(degraded) - clean).pow(2).sum() / len(clean) * (1600 / self.patch_size**2)
 
     def validate(self, network: nn.Module) -> dict[str, float]:
         self.method.network, self.method.device = network, next(network.parameters()).device
-        scores = []
-        for name, image in self.validation:
-            sample = self.task.degrade((image * 255).round().astype(np.uint8), "validation", name, self.setting)
-            scores.append(self.task.score(self.method.restore(sample.degraded, self.setting), sample, self.setting))
+        scores = [self.task.score(self.method.restore(sample.degraded, self.setting), sample, self.setting)
+                  for sample in self.validation]
         return {"val_psnr": float(np.mean([psnr for psnr, _ in scores]))} if scores else {}
 
 
@@ -118,16 +135,23 @@ def _schedule(fit: dict[str, Any], seed: int) -> Schedule:
     return Schedule(**{key: fit[key] for key in keys if key in fit}, seed=seed)
 
 
+def _validation(task: Task, setting: int, testset: str, color: str) -> list[Sample]:
+    """The first two test images of ``testset`` as fixed validation samples (the stored pairs of real noise)."""
+    if task.name == "realnoise":
+        return list(task.samples(testset, paths.prepared(testset), setting, VALIDATION_IMAGES))
+    images = load_dataset(testset, color)[:VALIDATION_IMAGES]
+    return [task.degrade((image * 255).round().astype(np.uint8), "validation", f"val{index}", setting)
+            for index, image in enumerate(images)]
+
+
 def _training(method: LearnedMethod, task: Task, setting: int, params: Params) -> RestorationTraining:
-    fit, section = params.fit, params.task(task.name)
-    color = "gray" if task.name == "denoise" else "y"
+    fit, section = params.task_fit(task.name), params.task(task.name)
+    color = "y" if task.name == "sr" else "gray"
     if not section.get("trainsets"):
         raise ParamsError(f"params.yaml: profiles.{params.profile}.{task.name}.trainsets is empty; nothing to train on")
     images = [image for name in section["trainsets"] for image in load_dataset(name, color)]
-    validation = []
-    if section.get("testsets"):
-        first = load_dataset(section["testsets"][0], color)[:2]
-        validation = [(f"val{index}", image) for index, image in enumerate(first)]
+    testsets = section.get("testsets")
+    validation = _validation(task, setting, testsets[0], color) if testsets else []
     sigma_range = tuple(fit.get("sigma_range", (0, 55))) if method.hparams.get("blind", False) else None
     return RestorationTraining(method, task, setting, images, validation, fit.get("batch_size", 16),
                                fit.get("patch_size", 80), sigma_range)
@@ -135,7 +159,8 @@ def _training(method: LearnedMethod, task: Task, setting: int, params: Params) -
 
 def fit_cell(params: Params, task_name: str, method_name: str, setting: int, out: Path) -> dict[str, Any]:
     """Produce ``out`` for one cell; returns the metadata written beside the weights."""
-    method = make_method(method_name, params, task_name, official=params.fit.get("mode") == "official")
+    fit = params.task_fit(task_name)
+    method = make_method(method_name, params, task_name, official=fit.get("mode") == "official")
     metadata = {"method": method_name, "task": task_name, "setting": setting, "profile": params.profile,
                 "hparams": method.hparams}
     out.mkdir(parents=True, exist_ok=True)
@@ -143,13 +168,13 @@ def fit_cell(params: Params, task_name: str, method_name: str, setting: int, out
         metadata["source"] = "classical"
         atomic_write_bytes(out / MANIFEST_FILE, json.dumps(metadata, indent=2).encode())
         return metadata
-    if params.fit["mode"] == "official":
+    if fit["mode"] == "official":
         metadata["source"] = import_official(method, setting, params, out, metadata)
         return metadata
     task = TASKS[task_name](params.raw.get(task_name, {}).get("protocol", {}), params.raw.get("seed", 0))
-    config = {**metadata, "fit": params.fit, "seed": params.raw.get("seed", 0), "device": params.device}
+    config = {**metadata, "fit": fit, "seed": params.raw.get("seed", 0), "device": params.device}
     scratch = paths.scratch(params.profile, "fit", f"{task_name}-{method_name}-{setting}-{cell_key(config)}")
-    network = train(_training(method, task, setting, params), _schedule(params.fit, config["seed"]), scratch,
+    network = train(_training(method, task, setting, params), _schedule(fit, config["seed"]), scratch,
                     torch.device(params.device))
     metadata["source"] = "trained"
     finish(scratch, network, out, metadata)

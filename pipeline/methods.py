@@ -43,6 +43,10 @@ class Method:
     def restore(self, image: np.ndarray, setting: int) -> np.ndarray:
         raise NotImplementedError
 
+    def supports(self, task: str) -> bool:
+        """Whether the method runs ``task`` (one of its ``tasks``)."""
+        return task in self.tasks
+
     def restore_batch(self, images: Sequence[np.ndarray], setting: int) -> list[np.ndarray]:
         """Restore several images; methods override this where batching or a process pool helps."""
         return [self.restore(image, setting) for image in images]
@@ -123,14 +127,34 @@ class LearnedMethod(Method):
         array = tensor[0].detach().cpu().numpy().astype(np.float32)
         return array[0] if array.shape[0] == 1 else np.moveaxis(array, 0, -1)
 
+    @property
+    def noise_maps(self) -> bool:
+        """Whether the network also takes the Poisson-Gaussian levels (a, b) as two constant input planes."""
+        return bool(self.hparams.get("noise_maps", False))
+
+    def supports(self, task: str) -> bool:
+        """A noise-map network is a real-noise denoiser (trained on Poisson-Gaussian noise) and nothing else."""
+        return task == "realnoise" if self.noise_maps else super().supports(task)
+
+    def network_input(self, image: np.ndarray, setting: int) -> torch.Tensor:
+        """The network's input for ``image``: the image itself, or with :attr:`noise_maps` the gray image and its
+        (a, b) planes (:func:`~pipeline.protocols.pgnoise.noise_levels`: estimated for setting 0)."""
+        if not self.noise_maps:
+            return self.to_tensor(image)
+        from pipeline.protocols.pgnoise import noise_levels, with_noise_maps
+
+        planes = with_noise_maps(image, *noise_levels(image, setting))
+        return torch.from_numpy(planes)[None].to(self.device)
+
     def restore(self, image: np.ndarray, setting: int) -> np.ndarray:
-        """The network's output; a gray network restores a colour image channel by channel."""
+        """The network's output; a gray network restores a colour image channel by channel (a noise-map network
+        with each channel's own levels)."""
         if self.network is None:
             raise RuntimeError(f"{self.name}: load weights before restoring (load or load_file)")
-        if image.ndim == 3 and _input_channels(self.network) == 1:
+        if image.ndim == 3 and _input_channels(self.network) == 1 + 2 * self.noise_maps:
             return np.stack([self.restore(image[..., channel], setting) for channel in range(image.shape[2])], -1)
         with torch.inference_mode():
-            return self.to_image(self.network(self.to_tensor(image)))
+            return self.to_image(self.network(self.network_input(image, setting)))
 
 
 def _input_channels(network: torch.nn.Module) -> int | None:

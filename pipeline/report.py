@@ -73,9 +73,9 @@ METRICS = {"PSNR": ("value", "psnr", 2), "SSIM": ("ssim", "ssim", 4)}
 #: the floor every method of a task is compared with
 BASELINES = {"denoise": "noisy", "sr": "bicubic", "realnoise": "noisy"}
 #: comparisons the report shows besides those with the baseline
-FOCUS = {"denoise": {("n3net", "dncnn-s")}, "sr": {("n3net-sr", "vdsr")}}
+FOCUS = {"denoise": {("n3net", "dncnn-s")}, "sr": {("n3net-sr", "vdsr")}, "realnoise": {("n3net-pg", "dncnn-pg")}}
 #: display order; other (user) methods come after these, the baseline last
-METHOD_ORDER = ("n3net", "n3net-sr", "dncnn-s", "dncnn-b", "vdsr", "bm3d")
+METHOD_ORDER = ("n3net", "n3net-sr", "n3net-pg", "dncnn-s", "dncnn-b", "dncnn-pg", "vdsr", "bm3d")
 
 RESULT_COLUMNS = ["task", "method", "setting", "dataset", "psnr", "ssim", "n_images", "seconds", "device", "profile"]
 PAIRED_COLUMNS = ["task", "dataset", "setting", "method_a", "method_b", "n_images", "mean_diff", "ci_low",
@@ -282,17 +282,61 @@ def paper_table_markdown(table: dict[str, Any], task: str, metric: str, results:
     ])
 
 
-def paper_tables_markdown(tables: Iterable[dict[str, Any]], results: pd.DataFrame) -> list[str]:
-    """The Markdown of every denoising and SR paper table, one block per (table, task, metric)."""
+def paper_tables_markdown(tables: Iterable[dict[str, Any]], results: pd.DataFrame,
+                          tasks: Iterable[str] = ("denoise", "sr")) -> list[str]:
+    """The Markdown of every paper table of ``tasks``, one block per (table, task, metric)."""
     blocks = []
     for table in tables:
         metrics = table.get("metric", [])
-        for task in SETTING_COLUMN:
+        for task in tasks:
             for metric in [metrics] if isinstance(metrics, str) else metrics:
                 block = metric in METRICS and paper_table_markdown(table, task, metric, results)
                 if block:
                     blocks.append(block)
     return blocks
+
+
+# ---- real noise -----------------------------------------------------------------------------------------------
+#: the DND table of the paper; its scores come only from the benchmark website
+DND_TABLE = "n3net_real_denoising_dnd"
+DND_MEASURED = "submit to the website"
+REALNOISE_METHODS = (
+    "Measured rows, all at setting 0 (each method estimates the noise itself): `noisy` is the input; `bm3d` is "
+    "CBM3D with σ from a white-noise wavelet estimate per image; `dncnn-b` is the official gray DnCNN-B run on "
+    "each RGB channel; `n3net-pg`/`dncnn-pg` are the gray Poisson-Gaussian networks run on each RGB channel with "
+    "that channel's (a, b) fitted by `pipeline.protocols.pgnoise.estimate_noise_levels` (docs/realnoise.md)."
+)
+
+
+def dnd_markdown(tables: Iterable[dict[str, Any]]) -> list[str]:
+    """The paper's DND table: its values (Paper; — where unknown) beside 'submit to the website'."""
+    table = next((table for table in tables if table.get("id") == DND_TABLE), None)
+    if table is None:
+        return []
+    values: dict[tuple[str, str], dict[str, str]] = {}
+    for row in table.get("rows", []):
+        value = row.get("value")
+        text = MISSING if value is None else f"{value}" + ("" if row.get("verified", True) is not False else "†")
+        values.setdefault((row["method"], row["setting"]["space"]), {})[row["metric"]] = text
+    lines = [[method, space, found.get("PSNR", MISSING), found.get("SSIM", MISSING), DND_MEASURED]
+             for (method, space), found in values.items()]
+    return [f"### {DND_TABLE} · DND", "", f"*{table.get('caption', '').strip()}* Source: "
+            f"{table.get('source_paper', 'unknown')}. {table.get('notes', '').strip()} n3bench writes the submission "
+            "bundle (`pipeline/realnoise/dnd.py`); only the benchmark website scores it.", "",
+            *_markdown_table(["Method", "Space", "PSNR Paper", "SSIM Paper", "Measured"], lines)]
+
+
+def realnoise_markdown(tables: list[dict[str, Any]], results: pd.DataFrame) -> list[str]:
+    """The real-noise section: DND (paper only), CC15 (published beside measured), SIDD."""
+    sidd = results[(results.task == "realnoise") & (results.dataset == "sidd")]
+    return [
+        "## Real noise", "", *dnd_markdown(tables),
+        *paper_tables_markdown(tables, results, ("realnoise",)), REALNOISE_METHODS, "",
+        "### SIDD validation", "",
+        "Computed here, see Measured below." if len(sidd) else
+        "Not computed: it needs the SIDD download (`n3bench datasets list` says where to put the files); the "
+        "reader is `pipeline/realnoise/sidd.py`.", "",
+    ]
 
 
 # ---- other Markdown sections ---------------------------------------------------------------------------------
@@ -504,6 +548,7 @@ def report_markdown(profile: str, results: pd.DataFrame, paired: pd.DataFrame, t
               "they come from `reports/paper_tables.yaml`, with their sources. Rows with neither a "
               "paper value nor a measurement are left out.", ""]
     lines += paper_tables_markdown(tables, results)
+    lines += realnoise_markdown(tables, results)
     lines += ["## Paired comparisons", "",
               f"Mean per-image PSNR difference A − B over the images both methods were scored on, with a "
               f"{confidence:.0%} percentile bootstrap interval ({resamples} resamples, seed {seed}). Shown: "

@@ -37,6 +37,8 @@ def test_smoke_repro_writes_every_expected_output(smoke_run):
         assert psnr(smoke_run, cell, "sample_gray") > 15, cell
     for cell in ("sr/bicubic-2", "sr/vdsr-2", "sr/n3net-sr-2"):
         assert psnr(smoke_run, cell, "sample_rgb") > 15, cell
+    for cell in ("realnoise/noisy-0", "realnoise/bm3d-0", "realnoise/dncnn-pg-0", "realnoise/n3net-pg-0"):
+        assert psnr(smoke_run, cell, "sample_pg") > 15, cell
     assert "skipped" in json.loads((smoke_run / "reports/metrics/smoke/denoise/bm3d-50.json").read_text())
     assert (smoke_run / "data/prepared/set12/SKIPPED").exists()
     for learned in ("dncnn-s", "n3net"):

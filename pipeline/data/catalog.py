@@ -120,6 +120,8 @@ _add(Dataset("sample_rgb", "sr", "3 RGB 132×132 crops of scikit-image's bundled
              (Generated("rgb"),), color="rgb", reference="scikit-image data module"))
 _add(Dataset("sample_train", "train", "6 RGB 256×256 crops of scikit-image's bundled photographs (training)",
              (Generated("train"),), color="rgb", split="train", reference="scikit-image data module"))
+_add(Dataset("sample_pg", "realnoise", "3 RGB 96×96 crops with seeded Poisson-Gaussian noise, stored as CC15-style "
+             "(noisy, clean) pairs", (Generated("pg"),), color="rgb", reference="scikit-image data module"))
 
 # --- Gaussian denoising ---------------------------------------------------------------------------------------
 _add(Dataset("set12", "denoise", "Set12: 12 gray images (DnCNN test set)",
@@ -172,9 +174,10 @@ _add(Dataset("div2k", "train", "DIV2K train HR (800 images), for Poisson-Gaussia
                       "DIV2K_train_HR/*.png", "datasets/div2k/DIV2K_train_HR.zip"),),
              color="rgb", split="train", reference="Agustsson & Timofte, NTIRE 2017"))
 _add(Dataset("waterloo", "train", "Waterloo Exploration pristine images (4,744), for Poisson-Gaussian training",
-             (Manual("Download exploration_database_and_code.rar from https://ece.uwaterloo.ca/~k29ma/exploration/ "
-                     "(no checksum is published), extract it and put the pristine_images/*.bmp files into "
-                     "<mirror>/datasets/waterloo/."),),
+             (Manual("Download http://ivc.uwaterloo.ca/database/WaterlooExploration/exploration_database_and_code.rar "
+                     "(project page https://ece.uwaterloo.ca/~k29ma/exploration/; a RAR archive without a published "
+                     "checksum), extract it and put its pristine_images/ folder (the *.bmp files, subfolders allowed) "
+                     "into <mirror>/datasets/waterloo/."),),
              color="rgb", split="train", reference="Ma et al., TIP 2017"))
 _add(Dataset("dnd", "realnoise", "Darmstadt Noise Dataset: 50 raw photographs × 20 crops (ground truth private)",
              (Manual("Register at https://noise.visinf.tu-darmstadt.de/downloads/, download the benchmark data and "

@@ -6,6 +6,9 @@ to [0, 1] by default. Levels are drawn as a = 10^U(−4, −1) and log10 b = log
 The network sees three planes: the noisy gray image and two constant planes holding a and b. In training the
 clean patch is first "linearised" by a random power γ ~ U[1.25, 10] and then scaled by U[0.25, 1]; the
 synthetic test uses the fixed power ``TEST_GAMMA`` and the scales ``TEST_SCALES``.
+
+At test time on real photographs the levels are unknown: :func:`estimate_noise_levels` fits σ(x)² = a·x + b to
+one channel, and :func:`noise_levels` turns a task setting into (a, b).
 """
 
 from __future__ import annotations
@@ -24,6 +27,13 @@ SCALE_RANGE = (0.25, 1.0)
 TEST_GAMMA = 2.5
 TEST_SCALES = (0.5, 1.0)
 NOISE_KEY = "poisson-gaussian"
+#: intensity bins of :func:`estimate_noise_levels` and the fewest 2×2 blocks a bin needs to count
+ESTIMATE_BINS = 16
+ESTIMATE_MIN_BLOCKS = 64
+#: the least spread of bin intensities that determines a slope; below it the fit is a = 0, b = mean variance
+ESTIMATE_MIN_SPAN = 0.05
+#: σ = 1.4826 · median |n| for Gaussian n
+MAD_TO_STD = 1.4826
 
 
 class PGSample(NamedTuple):
@@ -123,6 +133,44 @@ def sample_training_batch(
     a, b = sample_noise_levels(rng, len(clean))
     noisy = add_poisson_gaussian_noise(target, _per_sample(a, 3), _per_sample(b, 3), rng, clip=clip)
     return PGBatch(with_noise_maps(noisy, a, b), target[:, None], a, b)
+
+
+def estimate_noise_levels(image: np.ndarray) -> tuple[float, float]:
+    """Fit σ(x)² = a·x + b (a, b ≥ 0) to one gray channel in [0, 1].
+
+    Every 2×2 block gives a local mean and its Haar diagonal detail (tl − tr − bl + br)/2, whose variance is
+    σ² for white noise and which cancels linear intensity trends. The blocks are binned by mean into
+    ``ESTIMATE_BINS`` quantile bins; each bin's noise variance is the squared robust σ (``MAD_TO_STD`` × median
+    |detail|), and a least-squares line through (bin mean, variance) gives (a, b). Like every white-noise
+    estimator it underestimates spatially correlated (demosaiced, in-camera processed) noise.
+    """
+    x = np.asarray(image, dtype=np.float64)
+    if x.ndim != 2 or min(x.shape) < 2:
+        raise ValueError(f"expected a gray H×W image of at least 2×2, got shape {x.shape}")
+    x = x[: x.shape[0] // 2 * 2, : x.shape[1] // 2 * 2]
+    tl, tr, bl, br = x[0::2, 0::2], x[0::2, 1::2], x[1::2, 0::2], x[1::2, 1::2]
+    detail, mean = ((tl - tr - bl + br) / 2).ravel(), ((tl + tr + bl + br) / 4).ravel()
+    order = np.argsort(mean, kind="stable")
+    levels, variances = [], []
+    for chunk in np.array_split(order, ESTIMATE_BINS):
+        if len(chunk) >= ESTIMATE_MIN_BLOCKS:
+            levels.append(mean[chunk].mean())
+            variances.append((MAD_TO_STD * np.median(np.abs(detail[chunk]))) ** 2)
+    levels_, variances_ = np.asarray(levels), np.asarray(variances)
+    if len(levels_) < 2 or np.ptp(levels_) < ESTIMATE_MIN_SPAN:
+        return 0.0, float(np.mean(variances_)) if len(variances_) else 0.0
+    a, b = np.polyfit(levels_, variances_, 1)
+    if a < 0:
+        return 0.0, float(variances_.mean())
+    if b < 0:
+        return float(levels_ @ variances_ / (levels_ @ levels_)), 0.0
+    return float(a), float(b)
+
+
+def noise_levels(image: np.ndarray, setting: int) -> tuple[float, float]:
+    """The (a, b) a noise-map network is given for one gray channel: estimated (``setting`` 0) or the Gaussian
+    level σ = ``setting`` on the 0–255 scale (a = 0, b = (σ/255)²)."""
+    return estimate_noise_levels(image) if setting == 0 else (0.0, (setting / 255.0) ** 2)
 
 
 def _per_sample(values: np.ndarray, ndim: int) -> np.ndarray:

@@ -118,8 +118,8 @@ def test_kair_reader_refuses_pickled_code(tmp_path):
 
 def test_registered_methods_and_hyperparameters():
     small, blind = METHODS.get("dncnn-s")(), METHODS.get("dncnn-b")(features=32)
-    assert small.hparams == {"depth": 17, "features": 64, "batchnorm": False, "blind": False}
-    assert blind.hparams == {"depth": 20, "features": 32, "batchnorm": False, "blind": True}
+    assert small.hparams == {"depth": 17, "features": 64, "batchnorm": False, "noise_maps": False, "blind": False}
+    assert blind.hparams == {"depth": 20, "features": 32, "batchnorm": False, "noise_maps": False, "blind": True}
     assert len(blind.build_network(25).layers) == 39
     assert METHODS.get("dncnn-s")(depth=6).build_network(25).layers[-1].in_channels == 64
 
@@ -171,3 +171,12 @@ def test_kair_conversion_equals_the_matconvnet_model(mirror):
     assert list(kair) == list(matconvnet)
     for key, value in kair.items():
         torch.testing.assert_close(value, matconvnet[key], rtol=0, atol=0)
+
+
+def test_noise_map_dncnn_subtracts_its_output_from_the_image_plane_only():
+    network = DnCNN(depth=3, features=4, noise_maps=True)
+    assert network.layers[0].in_channels == 3 and network.layers[-1].out_channels == 1
+    torch.nn.init.zeros_(network.layers[-1].weight)
+    torch.nn.init.zeros_(network.layers[-1].bias)
+    x = torch.rand(2, 3, 8, 8)
+    torch.testing.assert_close(network(x), x[:, :1])

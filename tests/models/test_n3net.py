@@ -216,3 +216,14 @@ def test_official_weights_load_strictly_and_denoise(mirror, sigma):
         score = psnr(method.restore(noisy, sigma), clean, quantize=False)
         assert score > psnr(noisy, clean, quantize=False) + 3
         assert score == pytest.approx(expected, abs=0.01)
+
+
+def test_noise_map_network_takes_three_planes_and_carries_only_the_image():
+    network = N3Net(stages=2, depth=3, features=8, interm_channels=4, k=3, window=5, noise_maps=True)
+    assert network.stages[0].layers[0].in_channels == 3 and network.stages[-1].layers[-1].out_channels == 1
+    stage = network.stages[0]
+    torch.nn.init.zeros_(stage.layers[-1].weight)
+    torch.nn.init.zeros_(stage.layers[-1].bias)
+    x = torch.rand(2, 3, 30, 30)
+    torch.testing.assert_close(stage(x), torch.cat([x[:, :1], torch.zeros(2, 3, 30, 30)], dim=1))
+    assert network(x).shape == (2, 1, 30, 30)

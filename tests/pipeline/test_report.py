@@ -208,3 +208,27 @@ def test_sr_examples_show_lr_bicubic_methods_and_hr(tmp_path: Path) -> None:
     assert low.shape == high.shape == (32, 40)
     assert (low[::2, ::2] == low[1::2, 1::2]).all()  # each LR pixel is a 2×2 block
     assert abs(float(low.mean()) - float(high.mean())) < 3.0  # bicubic downscaling keeps the mean brightness
+
+
+def test_real_noise_section_shows_dnd_as_paper_only_and_cc15_published_beside_measured(tmp_path: Path) -> None:
+    root = _project(tmp_path, "pretrained")
+    _cell(root, "pretrained", "realnoise", "noisy", 0, "cc15", np.full(15, 33.41))
+    _cell(root, "pretrained", "realnoise", "bm3d", 0, "cc15", np.full(15, 33.54))
+    _cell(root, "pretrained", "realnoise", "n3net-pg", 0, "cc15", np.full(15, 34.0))
+    _cell(root, "pretrained", "realnoise", "dncnn-pg", 0, "cc15", np.full(15, 33.9))
+    out = build_report("pretrained", root, paper_tables=REPO / "reports/paper_tables.yaml", resamples=100)
+    markdown = (out / "README.md").read_text()
+    section = markdown[markdown.index("## Real noise"):markdown.index("## Paired comparisons")]
+    dnd = table(section, "### n3net_real_denoising_dnd · DND")
+    raw = next(r for r in dnd if r["Space"] == "raw")
+    assert raw == {"Method": "N3Net", "Space": "raw", "PSNR Paper": "—", "SSIM Paper": "—",
+                   "Measured": "submit to the website"}
+    cc15 = table(section, "### cc15_reference · realnoise · PSNR (dB)")
+    assert row(cc15, "noisy (`noisy`)", "CC15 (`cc15`)")["σ=0 Published"] == "33.41"
+    assert row(cc15, "noisy (`noisy`)", "CC15 (`cc15`)")["σ=0 Measured"] == "33.41"
+    assert row(cc15, "`bm3d`", "CC15 (`cc15`)")["σ=0 Measured"] == "33.54"
+    assert row(cc15, "TWSC", "CC15 (`cc15`)")["σ=0 Measured"] == "—"
+    assert "needs the SIDD download" in section
+    paired = markdown[markdown.index("### Paired · realnoise"):]
+    assert "| cc15 | σ=0 | `n3net-pg` | `dncnn-pg` | 15 | +0.10 |" in paired
+    assert "cc15_reference" not in markdown[:markdown.index("## Real noise")]

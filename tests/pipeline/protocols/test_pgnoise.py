@@ -7,7 +7,9 @@ import pytest
 
 from pipeline.protocols.pgnoise import (
     add_poisson_gaussian_noise,
+    estimate_noise_levels,
     linearise,
+    noise_levels,
     random_linearise,
     sample_noise_levels,
     sample_training_batch,
@@ -111,3 +113,24 @@ def test_seeded_noise_is_fixed_by_its_key() -> None:
     for other in ({"image": "02"}, {"repeat": 1}, {"seed": 1}):
         key = {"dataset": "set12", "image": "01", "seed": 0, "repeat": 0} | other
         assert not np.array_equal(seeded_poisson_gaussian(clean, **key).noisy, first.noisy)
+
+
+@pytest.mark.parametrize(("a", "b"), [(1e-2, 1e-4), (1e-3, 1e-5), (0.0, 4e-4)])
+def test_estimated_levels_recover_the_noise_level_function(a: float, b: float) -> None:
+    ramp = np.tile(np.linspace(0.05, 0.95, 512, dtype=np.float32), (512, 1))
+    noisy = add_poisson_gaussian_noise(ramp, a, b, np.random.default_rng(7), clip=False)
+    estimated_a, estimated_b = estimate_noise_levels(noisy)
+    # compare the fitted σ(x)² where the ramp has its data, not the two coefficients one by one
+    levels = np.array([0.1, 0.5, 0.9])
+    np.testing.assert_allclose(estimated_a * levels + estimated_b, a * levels + b, rtol=0.1)
+    assert estimated_a >= 0.0 and estimated_b >= 0.0
+
+
+def test_noise_free_image_gets_zero_levels() -> None:
+    assert estimate_noise_levels(np.full((64, 64), 0.5)) == (0.0, 0.0)
+
+
+def test_noise_levels_of_a_setting() -> None:
+    image = add_poisson_gaussian_noise(np.full((128, 128), 0.5), 0.0, 1e-3, np.random.default_rng(8), clip=False)
+    assert noise_levels(image, 25) == (0.0, (25 / 255) ** 2)
+    assert noise_levels(image, 0) == estimate_noise_levels(image)

@@ -3,7 +3,8 @@
 The setting is σ on the 0–255 scale. Real noise comes without a level, so setting 0 estimates it per image:
 scikit-image's ``estimate_sigma`` (median absolute deviation of the finest diagonal wavelet subband, Donoho 1995),
 averaged over the channels. It assumes white noise; real camera noise is spatially correlated, so the estimate
-is low (see docs/realnoise.md). Images run in parallel on every core.
+is low (see docs/realnoise.md). Each image runs single-threaded (deterministic); images run in parallel
+processes, one per core.
 """
 
 from __future__ import annotations
@@ -25,9 +26,24 @@ def estimate_noise_sigma(image: np.ndarray) -> float:
     return 255.0 * float(estimate_sigma(image, channel_axis=-1 if image.ndim == 3 else None, average_sigmas=True))
 
 
-def _bm3d(image: np.ndarray, setting: int, profile: str, colorspace: str) -> np.ndarray:
+def single_threaded(name: str) -> object:
+    """The ``bm3d`` profile called ``name`` with one thread: the library's default (``num_threads = 0``, every
+    core) changes the last float digits from run to run, and the images already run in parallel processes."""
     import bm3d
 
+    classes = {"np": bm3d.BM3DProfile, "refilter": bm3d.BM3DProfileRefilter, "vn": bm3d.BM3DProfileVN,
+               "high": bm3d.BM3DProfileHigh, "deb": bm3d.BM3DProfileDeb, "lc": bm3d.BM3DProfileLC}
+    if name not in classes:
+        raise ValueError(f"unknown bm3d profile {name!r}; valid: {', '.join(classes)}")
+    profile = classes[name]()
+    profile.num_threads = 1
+    return profile
+
+
+def _bm3d(image: np.ndarray, setting: int, name: str, colorspace: str) -> np.ndarray:
+    import bm3d
+
+    profile = single_threaded(name)
     sigma = (setting if setting > 0 else estimate_noise_sigma(image)) / 255.0
     if image.ndim == 3:
         if image.shape[2] != 3:

@@ -59,3 +59,16 @@ def test_restore_batch_in_a_pool_matches_one_by_one() -> None:
     pooled = BM3D(workers=2).restore_batch(images, 0)
     for image, output in zip(images, pooled, strict=True):
         np.testing.assert_allclose(output, BM3D().restore(image, 0), atol=1e-5)  # bm3d is not bit-reproducible
+
+
+def test_runs_are_bit_identical_and_single_threaded() -> None:
+    """bm3d's default threading changes the last digits between runs; n3bench runs each image on one thread."""
+    from models.bm3d import single_threaded
+
+    assert single_threaded("np").num_threads == 1
+    rng = np.random.default_rng(5)
+    noisy = (rng.random((48, 40)) * 0.2 + 0.4 + rng.standard_normal((48, 40)) * 0.1).astype(np.float32)
+    method = METHODS.get("bm3d")(workers=2)
+    first, second = method.restore_batch([noisy, noisy], 25)
+    np.testing.assert_array_equal(first, second)
+    np.testing.assert_array_equal(first, method.restore(noisy, 25))

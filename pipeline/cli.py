@@ -9,7 +9,7 @@ from typing import TYPE_CHECKING
 import click
 
 from pipeline import paths
-from pipeline.config import PARAMS_FILE, SETTINGS, ParamsError, load_params
+from pipeline.config import PARAMS_FILE, SETTINGS, Params, ParamsError, load_params
 from pipeline.errors import UserError
 
 if TYPE_CHECKING:
@@ -117,8 +117,10 @@ def datasets_add_folder(path: Path, name: str, color: str) -> None:
 @main.command()
 @click.option("--method", "method_name", required=True, help="A registered method (see params.yaml).")
 @click.option("--dataset", required=True, help="A dataset name (see `n3bench datasets list`).")
-@click.option("--setting", type=int, help="σ (0–255) for denoising, the scale for SR (not for correspondences).")
-@click.option("--weights", default=None, help="'official', a checkpoint file, or the profile's fit (default).")
+@click.option("--setting", type=int,
+              help="σ (0–255) for denoising, the scale for SR, 0 (estimate; the default) for real noise.")
+@click.option("--weights", default=None,
+              help="'official', a checkpoint file, or (default) the profile's fit where it exists, else 'official'.")
 @click.option("--out", type=click.Path(file_okay=False, path_type=Path), help="Also write per-image rows here.")
 @click.option("--json", "as_json", is_flag=True, help="Print exactly one JSON object on stdout.")
 def evaluate(method_name: str, dataset: str, setting: int, weights: str | None, out: Path | None,
@@ -129,8 +131,6 @@ def evaluate(method_name: str, dataset: str, setting: int, weights: str | None, 
     if dataset in CORRESPONDENCE_DATASETS:
         _evaluate_correspondence(method_name, dataset, weights, out, as_json)
         return
-    if setting is None:
-        raise ParamsError(f"--setting is required for {dataset!r} (σ for denoising, the scale for SR)")
     from pipeline.cells import evaluate_cell
     from pipeline.data.catalog import resolve
     from pipeline.data.download import mirror_root
@@ -140,6 +140,11 @@ def evaluate(method_name: str, dataset: str, setting: int, weights: str | None, 
     entry = resolve(dataset, params.raw.get("folders"))
     if entry.task not in SETTINGS:
         raise ParamsError(f"dataset {dataset!r} belongs to task {entry.task!r}, which `evaluate` does not run")
+    if setting is None and entry.task == "realnoise":
+        setting = 0
+    if setting is None:
+        raise ParamsError(f"--setting is required for {dataset!r} (σ for denoising, the scale for SR)")
+    weights = weights or _default_weights(params, entry.task, method_name, setting)
     if not is_prepared(paths.prepared(dataset)):
         prepare(entry, paths.prepared(dataset), raw=paths.raw(), mirror=mirror_root(params.mirror))
     rows = evaluate_cell(params, entry.task, method_name, setting, out, weights, testsets=[dataset])
@@ -152,6 +157,19 @@ def evaluate(method_name: str, dataset: str, setting: int, weights: str | None, 
     else:
         for key, value in result.items():
             click.echo(f"{key:>9}: {value}")
+
+
+def _default_weights(params: Params, task: str, method_name: str, setting: int) -> str | None:
+    """``None`` (the profile's fit) where that checkpoint exists or the method has no published one, else
+    ``"official"``."""
+    from pipeline.fit import MODEL_FILE, make_method
+    from pipeline.methods import LearnedMethod
+
+    if (paths.fit_dir(params.profile, task, method_name, setting) / MODEL_FILE).is_file():
+        return None
+    method = make_method(method_name, params, task, official=True)
+    published = isinstance(method, LearnedMethod) and (setting in method.official or None in method.official)
+    return "official" if published else None
 
 
 def _evaluate_correspondence(method: str, dataset: str, weights: str | None, out: Path | None,

@@ -92,6 +92,23 @@ def test_image_datasets_need_a_setting(project):
     assert result.exit_code == 1 and "--setting is required" in result.output
 
 
+def test_real_noise_evaluates_with_an_estimated_level_by_default(project):
+    result = run("evaluate", "--method", "noisy", "--dataset", "sample_pg", "--json")
+    assert result.exit_code == 0, result.output
+    summary = json.loads(result.stdout)
+    assert summary["setting"] == 0 and summary["n_images"] == 3
+    assert summary["psnr"] == pytest.approx(23.41, abs=0.01)  # the committed smoke figure of the noisy input
+
+
+@pytest.mark.mirror
+def test_a_method_without_a_fit_in_the_profile_uses_its_official_weights(project, mirror):
+    result = run("evaluate", "--method", "dncnn-s", "--dataset", "set12", "--setting", "25", "--json")
+    assert result.exit_code == 0, result.output
+    summary = json.loads(result.stdout)
+    assert summary["weights"] == "official"
+    assert summary["psnr"] == pytest.approx(30.43, abs=0.01)  # DnCNN-S, Set12, σ = 25 (paper: 30.44)
+
+
 @pytest.fixture
 def photo(project):
     path = project / "photo.png"

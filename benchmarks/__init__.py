@@ -6,10 +6,11 @@ import json
 from pathlib import Path
 from typing import Any
 
+from pipeline.data.images import atomic_write_bytes
+
 
 def publish(table: str, rows: list[dict[str, Any]], path: Path | None) -> None:
     """Print the Markdown table and, given ``path``, write the rows there as JSON."""
     print(table)
     if path is not None:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        path.write_text(json.dumps(rows, indent=1) + "\n")
+        atomic_write_bytes(path, (json.dumps(rows, indent=1) + "\n").encode())

@@ -104,7 +104,7 @@ def table(rows: list[dict[str, Any]]) -> str:
 
 def main(argv: Sequence[str] | None = None) -> None:
     parser = argparse.ArgumentParser(prog="python -m benchmarks.pipeline", description=__doc__.splitlines()[0])
-    parser.add_argument("--images", type=int, default=4, help="test images (BSD68 size)")
+    parser.add_argument("--images", type=int, default=8, help="test images (BSD68 size)")
     parser.add_argument("--workers", type=int, default=os.cpu_count() or 1, help="BM3D processes to compare with 1")
     parser.add_argument("--repeats", type=int, default=2, help="runs of each network; the best counts")
     parser.add_argument("--shape", type=int, nargs=2, default=list(BSD68_SHAPE), help="height width (≤ 512)")

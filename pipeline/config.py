@@ -91,6 +91,8 @@ CORRESPONDENCE_PROFILE_SCHEMA: dict[str, Any] = {
     "synthetic": {"train": int, "val": int, "test": int, "n_matches": int},
     "fit": CORRESPONDENCE_FIT_SCHEMA,
 }
+#: the timing benchmarks a profile may run (modules of ``benchmarks/``; stage ``benchmark``)
+BENCHMARKS = ("n3block", "pipeline")
 SCHEMA: dict[str, Any] = {
     "profile": PROFILES,
     "mirror": (str, type(None)),
@@ -116,10 +118,12 @@ SCHEMA: dict[str, Any] = {
         "protocol": {"pose": ("ransac", "weighted8"), "ransac_threshold": float},
     },
     "methods": _ANY_MAPPING,
+    "benchmarks": _NAMES,
     "profiles": {
         profile: {
             "device": ("cpu", "cuda", "auto"),
             "datasets": _NAMES,
+            "benchmarks": _NAMES,
             "methods": _ANY_MAPPING,
             "denoise": {**TASK_PROFILE_SCHEMA, "sigmas": _INTS},
             "sr": {**TASK_PROFILE_SCHEMA, "scales": _INTS},
@@ -266,6 +270,9 @@ def _check_names(params: dict[str, Any]) -> None:
     active = params["profiles"][profile]
     datasets = active.get("datasets", [])
     _require_subset(datasets, params.get("datasets", []), f"profiles.{profile}.datasets", "the top-level datasets")
+    _require_subset(params.get("benchmarks", []), list(BENCHMARKS), "benchmarks", "the scripts in benchmarks/")
+    _require_subset(active.get("benchmarks", []), params.get("benchmarks", []), f"profiles.{profile}.benchmarks",
+                    "the top-level benchmarks")
     for task, axis in SETTINGS.items():
         section, where = active.get(task, {}), f"profiles.{profile}.{task}"
         for key in ("testsets", "trainsets"):

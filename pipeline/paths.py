@@ -45,6 +45,11 @@ def metrics_file(profile: str, task: str, method: str, setting: int | str) -> Pa
     return REPORTS / "metrics" / profile / task / f"{cell(task, method, setting)}.json"
 
 
+def benchmark_file(profile: str, name: str) -> Path:
+    """The rows of one timing benchmark (``benchmarks/<name>.py``) run by the profile."""
+    return REPORTS / "benchmarks" / profile / f"{name}.json"
+
+
 def scratch(profile: str, kind: str, key: str) -> Path:
     """Resumable state (training checkpoints, per-image caches): never a DVC output, so never deleted by it."""
     return RUNS / profile / "scratch" / kind / key

@@ -13,8 +13,13 @@ from pipeline.config import PARAMS_FILE, SETTINGS, Params, ParamsError, load_par
 from pipeline.errors import UserError
 
 if TYPE_CHECKING:
+    from collections.abc import Callable
+
+    import numpy as np
+
     from pipeline.data.catalog import Dataset
     from pipeline.methods import Method
+    from pipeline.realnoise.dnd import NoiseLevel
 
 class CleanErrors(click.Group):
     """A command group that prints the user's failures as one line (no traceback) and exits with status 1."""
@@ -242,3 +247,63 @@ def upscale(image: Path, scale: int, method_name: str, checkpoint: str, output: 
 
     method = _ready_method(method_name, "sr", scale, checkpoint)
     click.echo(upscale_file(image, method, scale, output))
+
+
+# --- benchmark submissions ------------------------------------------------------------------------------------
+@main.group(cls=CleanErrors)
+def submit() -> None:
+    """Denoise a benchmark whose ground truth is private and write the files its website scores."""
+
+
+@submit.command("dnd")
+@click.argument("root", type=click.Path(exists=True, file_okay=False, path_type=Path))
+@click.option("--method", "method_name", required=True, help="A real-noise method (bm3d, dncnn-b, n3net-pg, …).")
+@click.option("--mode", type=click.Choice(["raw", "srgb"]), default="raw", show_default=True)
+@click.option("--checkpoint", default="official", show_default=True,
+              help="'official', a checkpoint file written by n3bench, or 'profile' for the active profile's fit.")
+@click.option("-o", "--output", type=click.Path(file_okay=False, path_type=Path), required=True)
+def submit_dnd(root: Path, method_name: str, mode: str, checkpoint: str, output: Path) -> None:
+    """Run the DND protocol on the registered download in ROOT (info.mat, images_raw/, images_srgb/).
+
+    Raw mode denoises each Bayer phase of each crop with the image's (a, b) and the phase's σ. The files to
+    upload land in OUTPUT/bundled/; the website computes the scores.
+    """
+    from pipeline.realnoise import dnd
+
+    method = _ready_method(method_name, "realnoise", 0, checkpoint)
+    n_images, n_boxes = dnd.dataset_size(root)
+    crops = dnd.denoise_dnd(root, output / "crops", _dnd_denoiser(method), mode=mode, n_images=n_images)
+    bundle = dnd.bundle_submission(output / "crops", israw=mode == "raw", out_dir=output / "bundled",
+                                   n_images=n_images, n_boxes=n_boxes)
+    click.echo(f"{len(crops)} crops → {len(bundle)} files in {output / 'bundled'}; upload them at {dnd.DND_SITE}")
+
+
+def _dnd_denoiser(method: Method) -> Callable[[np.ndarray, NoiseLevel], np.ndarray]:
+    """DND's noise levels handed to ``method``: (a, b) to a noise-map network, σ (0–255) to any other."""
+    import numpy as np
+
+    from pipeline.methods import LearnedMethod
+
+    def denoise(image: np.ndarray, level: NoiseLevel) -> np.ndarray:
+        if not (isinstance(method, LearnedMethod) and method.noise_maps):
+            return method.restore(image, max(1, round(level.sigma * 255)))
+        if image.ndim == 3:  # sRGB crops: each channel with the image's raw (a, b)
+            return np.stack([denoise(image[..., channel], level) for channel in range(image.shape[2])], -1)
+        return method.restore_with_levels(image, level.a, level.b)
+
+    return denoise
+
+
+@submit.command("sidd")
+@click.argument("root", type=click.Path(exists=True, file_okay=False, path_type=Path))
+@click.option("--method", "method_name", required=True, help="A real-noise method (bm3d, dncnn-b, n3net-pg, …).")
+@click.option("--checkpoint", default="official", show_default=True,
+              help="'official', a checkpoint file written by n3bench, or 'profile' for the active profile's fit.")
+@click.option("-o", "--output", type=click.Path(dir_okay=False, path_type=Path), required=True)
+def submit_sidd(root: Path, method_name: str, checkpoint: str, output: Path) -> None:
+    """Denoise SIDD's sRGB benchmark blocks in ROOT (noise level estimated per block) into a submission CSV."""
+    from pipeline.realnoise import sidd
+
+    method = _ready_method(method_name, "realnoise", 0, checkpoint)
+    blocks = sidd.denoise_blocks(sidd.read_benchmark(root), lambda block: method.restore(block, 0))
+    click.echo(f"{blocks.shape[0] * blocks.shape[1]} blocks → {sidd.write_submission(blocks, output)}")

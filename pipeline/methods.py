@@ -146,6 +146,16 @@ class LearnedMethod(Method):
         planes = with_noise_maps(image, *noise_levels(image, setting))
         return torch.from_numpy(planes)[None].to(self.device)
 
+    def restore_with_levels(self, image: np.ndarray, a: float, b: float) -> np.ndarray:
+        """A gray image through a noise-map network, given its Poisson-Gaussian levels (e.g. DND's ``nlf``)."""
+        from pipeline.protocols.pgnoise import with_noise_maps
+
+        if not self.noise_maps or self.network is None:
+            raise RuntimeError(f"{self.name}: restore_with_levels needs a loaded noise-map network")
+        with torch.inference_mode():
+            planes = torch.from_numpy(with_noise_maps(image, a, b))[None].to(self.device)
+            return self.to_image(self.network(planes))
+
     def restore(self, image: np.ndarray, setting: int) -> np.ndarray:
         """The network's output; a gray network restores a colour image channel by channel (a noise-map network
         with each channel's own levels)."""

@@ -96,6 +96,13 @@ def read_info(root: Path, n_images: int = N_IMAGES) -> DndInfo:
     return info
 
 
+def dataset_size(root: Path) -> tuple[int, int]:
+    """(images, boxes per image) that ``info.mat`` describes (50 × 20 for the real benchmark)."""
+    with _open_h5(Path(root) / "info.mat") as f:
+        n_images = int(np.asarray(f["info"]["boundingboxes"]).size)
+    return n_images, len(read_info(root, n_images).boxes[0])
+
+
 def iter_crops(root: Path, mode: str = "raw", *, n_images: int = N_IMAGES) -> Iterator[DndCrop]:
     """Yield every crop, image by image and box by box; every needed file is checked before the first crop."""
     folder, key = _mode(mode)

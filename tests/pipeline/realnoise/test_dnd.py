@@ -195,3 +195,52 @@ def test_sigma_raw_in_another_layout_is_rejected(dnd: tuple[Path, Truth]) -> Non
     _write_info(root / "info.mat", truth._replace(sigma_raw=[s.T for s in truth.sigma_raw]))
     with pytest.raises(ValueError, match="sigma_raw"):
         read_info(root, N_IMAGES)
+
+
+@pytest.fixture
+def project(tmp_path: Path, monkeypatch) -> Path:
+    """A working directory with the repository's params.yaml."""
+    (tmp_path / "params.yaml").write_text((Path(__file__).parents[3] / "params.yaml").read_text())
+    monkeypatch.chdir(tmp_path)
+    return tmp_path
+
+
+def _cli(*args: str):
+    from click.testing import CliRunner
+
+    from pipeline.cli import main
+
+    return CliRunner().invoke(main, list(args), catch_exceptions=False)
+
+
+def test_submit_dnd_writes_the_upload_bundle(dnd: tuple[Path, Truth], project: Path) -> None:
+    root, truth = dnd
+    result = _cli("submit", "dnd", str(root), "--method", "noisy", "-o", "submission")
+    assert result.exit_code == 0, result.output
+    assert f"{N_IMAGES * N_BOXES} crops → {N_IMAGES} files" in result.output
+    bundle = read_bundle(project / "submission/bundled/0002.mat")
+    assert bundle.israw and len(bundle.crops) == N_BOXES
+    np.testing.assert_array_equal(bundle.crops[1], _crop(truth.raw[1], truth.boxes[1][1]))  # noisy = identity
+
+
+def test_submit_dnd_hands_a_noise_map_network_the_images_levels(
+    dnd: tuple[Path, Truth], project: Path, monkeypatch
+) -> None:
+    import torch
+
+    from pipeline.config import load_params
+    from pipeline.fit import make_method
+    from pipeline.methods import LearnedMethod
+    from pipeline.train import save_model
+
+    root, truth = dnd
+    method = make_method("dncnn-pg", load_params(project / "params.yaml"), "realnoise")
+    torch.manual_seed(0)
+    save_model(method.build_network(0), project / "pg", {"method": "dncnn-pg", "hparams": method.hparams})
+    seen = []
+    monkeypatch.setattr(LearnedMethod, "restore_with_levels",
+                        lambda self, image, a, b: seen.append((a, b)) or image)
+    result = _cli("submit", "dnd", str(root), "--method", "dncnn-pg", "--checkpoint", str(project / "pg/model.pt"),
+                  "-o", "submission")
+    assert result.exit_code == 0, result.output
+    assert set(seen) == set(truth.nlf) and len(seen) == N_IMAGES * N_BOXES * 4  # every Bayer phase

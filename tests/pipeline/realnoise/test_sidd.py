@@ -96,3 +96,17 @@ def test_denoise_blocks_works_in_unit_range_and_returns_uint8() -> None:
     np.testing.assert_array_equal(denoise_blocks(noisy, lambda block: block + 1.0), np.full(SHAPE, 255))
     with pytest.raises(ValueError, match="shape"):
         denoise_blocks(noisy, lambda block: block[:1])
+
+
+def test_submit_sidd_writes_the_csv_of_the_denoised_blocks(tmp_path: Path, monkeypatch) -> None:
+    from click.testing import CliRunner
+
+    from pipeline.cli import main
+
+    blocks = _blocks(7)
+    _save_v5(tmp_path / f"{BENCHMARK_NOISY}", blocks)
+    (tmp_path / "params.yaml").write_text((Path(__file__).parents[3] / "params.yaml").read_text())
+    monkeypatch.chdir(tmp_path)
+    result = CliRunner().invoke(main, ["submit", "sidd", str(tmp_path), "--method", "noisy", "-o", "sub.csv"])
+    assert result.exit_code == 0, result.output
+    np.testing.assert_array_equal(read_submission(tmp_path / "sub.csv", blocks.shape), blocks)

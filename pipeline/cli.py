@@ -156,7 +156,7 @@ def evaluate(method_name: str, dataset: str, setting: int, weights: str | None, 
     result = {"method": method_name, "dataset": dataset, "task": entry.task, "setting": setting,
               "n_images": len(rows), "psnr": round(float(rows["psnr"].mean()), 4),
               "ssim": round(float(rows["ssim"].mean()), 4), "seconds": round(float(rows["seconds"].sum()), 3),
-              "weights": weights or "profile"}
+              "weights": weights or ("profile" if _is_learned(params, entry.task, method_name) else "none")}
     if as_json:
         click.echo(json.dumps(result))
     else:
@@ -164,17 +164,24 @@ def evaluate(method_name: str, dataset: str, setting: int, weights: str | None, 
             click.echo(f"{key:>9}: {value}")
 
 
+def _is_learned(params: Params, task: str, method_name: str) -> bool:
+    from pipeline.fit import make_method
+    from pipeline.methods import LearnedMethod
+
+    return isinstance(make_method(method_name, params, task, official=True), LearnedMethod)
+
+
 def _default_weights(params: Params, task: str, method_name: str, setting: int) -> str | None:
     """``None`` (the profile's fit) where that checkpoint exists or the method has no published one, else
     ``"official"``."""
     from pipeline.fit import MODEL_FILE, make_method
-    from pipeline.methods import LearnedMethod
 
     if (paths.fit_dir(params.profile, task, method_name, setting) / MODEL_FILE).is_file():
         return None
-    method = make_method(method_name, params, task, official=True)
-    published = isinstance(method, LearnedMethod) and (setting in method.official or None in method.official)
-    return "official" if published else None
+    if not _is_learned(params, task, method_name):
+        return None
+    official = make_method(method_name, params, task, official=True).official
+    return "official" if setting in official or None in official else None
 
 
 def _evaluate_correspondence(method: str, dataset: str, weights: str | None, out: Path | None,

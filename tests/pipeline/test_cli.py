@@ -96,7 +96,7 @@ def test_real_noise_evaluates_with_an_estimated_level_by_default(project):
     result = run("evaluate", "--method", "noisy", "--dataset", "sample_pg", "--json")
     assert result.exit_code == 0, result.output
     summary = json.loads(result.stdout)
-    assert summary["setting"] == 0 and summary["n_images"] == 3
+    assert summary["setting"] == 0 and summary["n_images"] == 3 and summary["weights"] == "none"
     assert summary["psnr"] == pytest.approx(23.41, abs=0.01)  # the committed smoke figure of the noisy input
 
 

@@ -150,13 +150,14 @@ def evaluate(method_name: str, dataset: str, setting: int, weights: str | None, 
     if setting is None:
         raise ParamsError(f"--setting is required for {dataset!r} (σ for denoising, the scale for SR)")
     weights = weights or _default_weights(params, entry.task, method_name, setting)
+    checkpoint = None if weights in ("profile", "none") else weights  # None: evaluate_cell uses the profile's fit
     if not is_prepared(paths.prepared(dataset)):
         prepare(entry, paths.prepared(dataset), raw=paths.raw(), mirror=mirror_root(params.mirror))
-    rows = evaluate_cell(params, entry.task, method_name, setting, out, weights, testsets=[dataset])
+    rows = evaluate_cell(params, entry.task, method_name, setting, out, checkpoint, testsets=[dataset])
     result = {"method": method_name, "dataset": dataset, "task": entry.task, "setting": setting,
               "n_images": len(rows), "psnr": round(float(rows["psnr"].mean()), 4),
               "ssim": round(float(rows["ssim"].mean()), 4), "seconds": round(float(rows["seconds"].sum()), 3),
-              "weights": weights or ("profile" if _is_learned(params, entry.task, method_name) else "none")}
+              "weights": weights}
     if as_json:
         click.echo(json.dumps(result))
     else:
@@ -164,24 +165,18 @@ def evaluate(method_name: str, dataset: str, setting: int, weights: str | None, 
             click.echo(f"{key:>9}: {value}")
 
 
-def _is_learned(params: Params, task: str, method_name: str) -> bool:
-    from pipeline.fit import make_method
+def _default_weights(params: Params, task: str, method_name: str, setting: int) -> str:
+    """``"none"`` for a classical method; for a learned one ``"profile"`` (its fit in the active profile) where
+    that checkpoint exists or nothing is published, else ``"official"``."""
+    from pipeline.fit import MODEL_FILE, make_method
     from pipeline.methods import LearnedMethod
 
-    return isinstance(make_method(method_name, params, task, official=True), LearnedMethod)
-
-
-def _default_weights(params: Params, task: str, method_name: str, setting: int) -> str | None:
-    """``None`` (the profile's fit) where that checkpoint exists or the method has no published one, else
-    ``"official"``."""
-    from pipeline.fit import MODEL_FILE, make_method
-
-    if (paths.fit_dir(params.profile, task, method_name, setting) / MODEL_FILE).is_file():
-        return None
-    if not _is_learned(params, task, method_name):
-        return None
-    official = make_method(method_name, params, task, official=True).official
-    return "official" if setting in official or None in official else None
+    method = make_method(method_name, params, task, official=True)
+    if not isinstance(method, LearnedMethod):
+        return "none"
+    fitted = (paths.fit_dir(params.profile, task, method_name, setting) / MODEL_FILE).is_file()
+    published = setting in method.official or None in method.official
+    return "official" if published and not fitted else "profile"
 
 
 def _evaluate_correspondence(method: str, dataset: str, weights: str | None, out: Path | None,

@@ -136,25 +136,25 @@ class LearnedMethod(Method):
         """A noise-map network is a real-noise denoiser (trained on Poisson-Gaussian noise) and nothing else."""
         return task == "realnoise" if self.noise_maps else super().supports(task)
 
-    def network_input(self, image: np.ndarray, setting: int) -> torch.Tensor:
+    def network_input(
+        self, image: np.ndarray, setting: int, levels: tuple[float, float] | None = None
+    ) -> torch.Tensor:
         """The network's input for ``image``: the image itself, or with :attr:`noise_maps` the gray image and its
-        (a, b) planes (:func:`~pipeline.protocols.pgnoise.noise_levels`: estimated for setting 0)."""
+        (a, b) planes: ``levels`` if given, else :func:`~pipeline.protocols.pgnoise.noise_levels` (estimated for
+        setting 0)."""
         if not self.noise_maps:
             return self.to_tensor(image)
         from pipeline.protocols.pgnoise import noise_levels, with_noise_maps
 
-        planes = with_noise_maps(image, *noise_levels(image, setting))
+        planes = with_noise_maps(image, *(levels or noise_levels(image, setting)))
         return torch.from_numpy(planes)[None].to(self.device)
 
     def restore_with_levels(self, image: np.ndarray, a: float, b: float) -> np.ndarray:
         """A gray image through a noise-map network, given its Poisson-Gaussian levels (e.g. DND's ``nlf``)."""
-        from pipeline.protocols.pgnoise import with_noise_maps
-
         if not self.noise_maps or self.network is None:
             raise RuntimeError(f"{self.name}: restore_with_levels needs a loaded noise-map network")
         with torch.inference_mode():
-            planes = torch.from_numpy(with_noise_maps(image, a, b))[None].to(self.device)
-            return self.to_image(self.network(planes))
+            return self.to_image(self.network(self.network_input(image, 0, (a, b))))
 
     def restore(self, image: np.ndarray, setting: int) -> np.ndarray:
         """The network's output; a gray network restores a colour image channel by channel (a noise-map network

@@ -10,7 +10,8 @@ Block cases: batch 1, 8 channels, the paper's patch 10 / stride 5 / 15×15 windo
 - Configurations: ``paper``, the N³Net block (learned f_E and f_T), and ``matching`` (identity embedding, fixed
   T), which is only the distances and the aggregation: exactly what the floor counts.
 - Passes: ``fwd`` (eval mode, inference mode) and ``fwd+bwd`` (train mode, ``out.sum().backward()`` into the
-  input and every parameter).
+  input and every parameter). Above ``N3Block.lean_above`` pixels (1024²) the block's fwd+bwd runs in its lean
+  mode (recomputation instead of kept activations); such rows say ``lean: true``.
 
 Network cases (``dncnn``, ``n3net``): inference on a BSD68-size 481×321 image, paper hyper-parameters (the
 registered methods' defaults), random weights.
@@ -237,6 +238,8 @@ def _block_case(case: Case) -> tuple[Callable[[], None], dict[str, int]]:
         "flops": factor * matching_flops(block, case.height, case.width),
         "conv_flops": factor * conv_flops(block, case.height, case.width),
     }
+    if case.impl == "n3block":
+        flops["lean"] = case.pass_ == "fwd+bwd" and case.height * case.width > block.lean_above
     return _pass(forward, block, y, case.pass_), flops
 
 
@@ -324,8 +327,19 @@ def machine_info(threads: int) -> dict[str, Any]:
         "torch": torch.__version__,
         "torch_threads": threads,
         "omp_wait_policy": os.environ.get("OMP_WAIT_POLICY", "PASSIVE"),
+        "thp_mem_alloc": os.environ.get("THP_MEM_ALLOC_ENABLE"),
+        "thp_kernel_mode": _thp_mode(),
         "load_average": [round(value, 2) for value in os.getloadavg()],
     }
+
+
+def _thp_mode() -> str | None:
+    """The kernel's transparent-huge-page mode (the bracketed word), or None where there is none."""
+    path = Path("/sys/kernel/mm/transparent_hugepage/enabled")
+    if not path.exists():
+        return None
+    text = path.read_text()
+    return text[text.find("[") + 1 : text.find("]")] if "[" in text else text.strip()
 
 
 def _row(case: Case, result: dict[str, Any], rate: float) -> dict[str, Any]:
@@ -360,7 +374,7 @@ def table(rows: list[dict[str, Any]]) -> str:
     for r in rows:
         values = [r["impl"], r["config"], r["size"], r["pass"], _format(r["seconds"], 3), _format(r["floor_ratio"])]
         values += [_format(r.get("total_floor_ratio")), _format(r.get("dense_ratio")), _format(r["peak_mib"], 0)]
-        values.append(r.get("skipped") or r.get("error") or "")
+        values.append(r.get("skipped") or r.get("error") or ("lean mode" if r.get("lean") else ""))
         lines.append("| " + " | ".join(values) + " |")
     return "\n".join(lines)
 

@@ -22,8 +22,8 @@ patches is the sum of ``span²`` block inner products. A tile of queries is matc
 the band its windows cover against its own blocks, and its ``k`` neighbour volumes come from one GEMM of block
 weights (each candidate weight added to the block pairs it covers) with the band's blocks of ``Y``. Tiles side
 by side are batched. Both GEMM steps are autograd Functions with hand-written backward passes that keep only
-their inputs; the continuous rule's rounds are recomputed tile by tile in the backward pass, so no
-(queries × k × candidates) tensor is ever stored.
+their inputs and the continuous rule's weights (``k × candidates`` per query, the size of the logits times k);
+above ``N3Block.lean_above`` pixels even those are recomputed tile by tile in the backward pass.
 """
 
 from __future__ import annotations
@@ -38,6 +38,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from models.dncnn import conv_stack, init_batchnorm
+from models.striped import striped
 from pipeline.errors import UserError
 
 RULES = ("continuous", "hard", "stochastic")
@@ -440,42 +441,47 @@ class _Aggregate(torch.autograd.Function):
     """The neighbour volumes ``(B, k, C, H, W)`` on the padded map, summed (not yet averaged) over overlaps.
 
     ``selection`` holds the logits ``(B, rows, cols, O)`` of the continuous rule (``relax``: the rounds run here
-    and again in the backward pass) or fixed weights ``(B, rows, cols, k, O)``. Per tile, the weights are moved
-    onto (query block, band block) pairs and multiplied with the band's blocks of ``y``; the volumes are summed
-    in blocks ``(B, H/g, W/g, k·C·g²)``.
+    and are kept for the backward pass if ``keep``, else run again there) or fixed weights ``(B, rows, cols, k, O)``.
+    Per tile, the weights are moved onto (query block, band block) pairs and multiplied with the band's blocks of
+    ``y``; the volumes are summed in blocks ``(B, H/g, W/g, k·C·g²)``.
     """
 
     @staticmethod
-    def forward(ctx, selection: torch.Tensor, blocks: torch.Tensor, plan: _Plan, k: int, relax: bool) -> torch.Tensor:
-        ctx.plan, ctx.k, ctx.relax = plan, k, relax
+    def forward(
+        ctx, selection: torch.Tensor, blocks: torch.Tensor, plan: _Plan, k: int, relax: bool, keep: bool
+    ) -> torch.Tensor:
+        ctx.plan, ctx.k, ctx.relax, ctx.kept = plan, k, relax, []
         ctx.save_for_backward(selection, blocks)
         out, scratch = blocks.new_zeros(*blocks.shape[:3], k * blocks.shape[3]), _Scratch()
         for tile in plan.tiles(blocks.device):
-            weights = _weights(selection, tile, k, relax).weights
+            rounds = _weights(selection, tile, k, relax)
+            if keep:
+                ctx.kept.append(rounds)
+            weights = rounds.weights
             band = _gather(blocks, tile.band_block_rows, tile.band_block_cols, tile.count).flatten(2, 3)
             volumes = _block_weights(weights, tile, plan, scratch) @ band
             _scatter(out, tile.block_rows, tile.block_cols, volumes.view(*volumes.shape[:2], *tile.block_shape[:2], -1))
         return plan.to_image(out, k)
 
     @staticmethod
-    def backward(ctx, grad: torch.Tensor) -> tuple[torch.Tensor | None, torch.Tensor, None, None, None]:
+    def backward(ctx, grad: torch.Tensor) -> tuple[torch.Tensor | None, torch.Tensor, None, None, None, None]:
         selection, blocks = ctx.saved_tensors
         plan, grad = ctx.plan, grad.flatten(1, 2)
         grad_selection = torch.zeros_like(selection) if ctx.needs_input_grad[0] else None
         grad_blocks, scratch = torch.zeros_like(blocks), _Scratch()
-        for tile in plan.tiles(blocks.device):
-            rounds = _weights(selection, tile, ctx.k, ctx.relax)
+        for index, tile in enumerate(plan.tiles(blocks.device)):
+            rounds = ctx.kept[index] if ctx.kept else _weights(selection, tile, ctx.k, ctx.relax)
             band = _gather(blocks, tile.band_block_rows, tile.band_block_cols, tile.count)
             grad_volumes = _tile_volumes(grad, tile, plan).view(*band.shape[:2], -1, blocks.shape[3])
             grad_band = _block_weights(rounds.weights, tile, plan, scratch).transpose(2, 3) @ grad_volumes
             _scatter(grad_blocks, tile.band_block_rows, tile.band_block_cols, grad_band.view_as(band))
             if grad_selection is not None:
-                grad_pairs = band.flatten(2, 3) @ grad_volumes.transpose(2, 3)
+                grad_pairs = grad_volumes @ band.flatten(2, 3).transpose(2, 3)
                 grad_weights = _block_weights_backward(grad_pairs, tile, plan, rounds.weights.shape)
                 if ctx.relax:
                     grad_weights = _relax_backward(grad_weights, rounds)
                 _region(grad_selection, tile).copy_(grad_weights.unflatten(2, tile.shape[:2]))
-        return grad_selection, grad_blocks, None, None, None
+        return grad_selection, grad_blocks, None, None, None, None
 
 
 def _tile_volumes(image: torch.Tensor, tile: _Tile, plan: _Plan) -> torch.Tensor:
@@ -513,24 +519,34 @@ def _block_weights(weights: torch.Tensor, tile: _Tile, plan: _Plan, scratch: _Sc
     batch, count, queries, k, _ = weights.shape
     rows, cols, band_rows, band_cols = tile.shape
     dense = scratch.zeros("dense", weights, batch, count, queries, k, band_rows * band_cols)
-    dense.scatter_(4, tile.index(tile.candidates, batch, tail=(queries, 1, -1)).expand(-1, -1, -1, k, -1), weights)
+    dense.scatter_(4, _candidate_index(tile, batch, queries, k), weights)
     dense = dense.view(batch, count, rows, cols, k, band_rows, band_cols)
     block_rows, block_cols, band_block_rows, band_block_cols = tile.block_shape
     out = scratch.zeros("blocks", weights, batch, count, block_rows, block_cols, k, band_block_rows, band_block_cols)
-    for a, b in plan.offsets():
-        row, col, band_row, band_col = plan.shift(a, b, *tile.shape)
+    for row, col, band_row, band_col in _shifts(tile, plan):
         out[:, :, row, col, :, band_row, band_col] += dense
     return out.view(batch, count, block_rows * block_cols * k, -1)
 
 
 def _block_weights_backward(grad: torch.Tensor, tile: _Tile, plan: _Plan, shape: torch.Size) -> torch.Tensor:
-    """The weights' gradient ``(B, count, Q, k, O)`` from the gradient ``(B, count, band blocks, query blocks · k)``
-    of :func:`_block_weights` (transposed): the k values of each (band block, query block) pair lie together."""
-    batch, count, queries, k, candidates = shape
-    pairs = _pairs(tile, plan) + grad[0, 0].numel() // k * torch.arange(count, device=grad.device)[:, None]
-    rows = grad.reshape(batch, -1, k)
-    total = sum(rows.index_select(1, index.flatten()) for index in pairs)
-    return total.view(batch, count, queries, candidates, k).transpose(3, 4)
+    """The weights' gradient ``(B, count, Q, k, O)`` from the gradient ``(B, count, query blocks · k, band blocks)``
+    of :func:`_block_weights`: its shifted sums taken back, then each candidate's entry picked."""
+    batch, count, queries, k, _ = shape
+    block_rows, block_cols, band_block_rows, band_block_cols = tile.block_shape
+    grad = grad.view(batch, count, block_rows, block_cols, k, band_block_rows, band_block_cols)
+    shifted = (grad[:, :, row, col, :, band_row, band_col] for row, col, band_row, band_col in _shifts(tile, plan))
+    dense = sum(shifted, torch.zeros(())).reshape(batch, count, queries, k, -1)
+    return dense.gather(4, _candidate_index(tile, batch, queries, k))
+
+
+def _shifts(tile: _Tile, plan: _Plan) -> Iterator[tuple[slice, ...]]:
+    """Per block offset in a patch: the (query row, col, band row, col) slices of :func:`_block_weights`."""
+    return (plan.shift(a, b, *tile.shape) for a, b in plan.offsets())
+
+
+def _candidate_index(tile: _Tile, batch: int, queries: int, k: int) -> torch.Tensor:
+    """``(B, count, Q, k, O)``: the band-local index of each query's candidates, for every round."""
+    return tile.index(tile.candidates, batch, tail=(queries, 1, -1)).expand(-1, -1, -1, k, -1)
 
 
 class N3Block(nn.Module):
@@ -550,6 +566,9 @@ class N3Block(nn.Module):
     Queries are processed in ``tile``×``tile`` patch blocks against the band of patches their windows cover
     (speed and memory only, results identical), so memory grows linearly with the pixels: besides the
     (queries × candidates) distances and logits, nothing larger than the output is built or kept for backward.
+    With autograd on and more than ``lean_above`` pixels (batch × height × width) the block trades compute for
+    memory, with the same results: f_E and f_T keep only their input and recompute their activations in stripes
+    (:mod:`models.striped`), and the relaxation's rounds are recomputed in the backward pass instead of kept.
     """
 
     def __init__(
@@ -568,6 +587,7 @@ class N3Block(nn.Module):
         embed_features: int = 64,
         embed_depth: int = 3,
         tile: int = 8,
+        lean_above: int = 1 << 19,
     ) -> None:
         super().__init__()
         _check_choice("rule", rule, RULES)
@@ -579,6 +599,7 @@ class N3Block(nn.Module):
             raise ValueError("need temp_bias > 0, tile >= 1 and 0 < stride <= patch_size")
         self.in_channels, self.k, self.rule, self.temp_bias, self.tile = in_channels, k, rule, temp_bias, tile
         self.patch_size, self.stride, self.window = patch_size, stride, window
+        self.lean_above = lean_above
 
         def net(out_channels: int) -> nn.Sequential:
             return conv_stack(in_channels, embed_features, out_channels, embed_depth, head_bn=True)
@@ -606,11 +627,12 @@ class N3Block(nn.Module):
             return F.pad(x, (left, right, top, bottom))
 
         plan, nets_input, y_pad = self._plan(*padded), _conv_layout(y), pad(y)
-        e_pad = y_pad if self.embedding is None else pad(self.embedding(nets_input))
-        logits = self._logits(_Distances.apply(plan.to_blocks(e_pad), plan), pad, nets_input)
+        lean = torch.is_grad_enabled() and y.numel() // y.shape[1] > self.lean_above
+        e_pad = y_pad if self.embedding is None else pad(_run(self.embedding, nets_input, lean))
+        logits = self._logits(_Distances.apply(plan.to_blocks(e_pad), plan), pad, nets_input, lean)
         relax = self.rule == "continuous"
         selection = logits if relax else select_neighbours(logits, self.k, self.rule)
-        neighbours = _Aggregate.apply(selection, plan.to_blocks(y_pad), plan, self.k, relax)
+        neighbours = _Aggregate.apply(selection, plan.to_blocks(y_pad), plan, self.k, relax, not lean)
         neighbours = neighbours.div_(self._overlaps(*padded, y)).sub_(y_pad[:, None])
         return torch.cat([y, neighbours[..., top : top + height, left : left + width].flatten(1, 2)], dim=1)
 
@@ -638,14 +660,15 @@ class N3Block(nn.Module):
         return self._plan(height, width).tiles(device)
 
     def _logits(
-        self, scores: torch.Tensor, pad: Callable[[torch.Tensor], torch.Tensor], y: torch.Tensor
+        self, scores: torch.Tensor, pad: Callable[[torch.Tensor], torch.Tensor], y: torch.Tensor, lean: bool
     ) -> torch.Tensor:
         """``BN(−d) / T`` from the negated distances ``(B, rows, cols, O)``; BN over all of them at once."""
         if self.distance_bn is not None:
-            scores = self.distance_bn(scores.reshape(-1, 1)).view_as(scores)
+            # (1, 1, N) rather than (N, 1): the same statistics, ≈ 15× faster on CPU (docs/performance.md)
+            scores = self.distance_bn(scores.reshape(1, 1, -1)).view_as(scores)
         logits = scores / self.temp_bias
         if self.temperature_net is not None:
-            log_t = F.avg_pool2d(pad(self.temperature_net(y)), self.patch_size, self.stride)[:, 0]
+            log_t = F.avg_pool2d(pad(_run(self.temperature_net, y, lean)), self.patch_size, self.stride)[:, 0]
             return logits * torch.exp(-log_t)[..., None]
         if self.log_temperature is not None:
             return logits * torch.exp(-self.log_temperature)
@@ -665,6 +688,11 @@ class N3Block(nn.Module):
             )
 
         return axis(height)[:, None] * axis(width)[None, :]
+
+
+def _run(net: nn.Sequential, x: torch.Tensor, lean: bool) -> torch.Tensor:
+    """``net(x)``, through :func:`models.striped.striped` when ``lean``."""
+    return striped(net, x) if lean else net(x)
 
 
 def _conv_layout(x: torch.Tensor) -> torch.Tensor:

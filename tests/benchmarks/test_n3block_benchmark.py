@@ -53,4 +53,4 @@ def test_tiny_run_writes_every_case_with_the_required_keys(tmp_path):
     for row in rows:
         assert {"impl", "size", "pass", "seconds", "floor_ratio", "peak_mib"} <= row.keys()
         assert row["seconds"] > 0 and row["floor_ratio"] > 0 and row["peak_mib"] >= 0, row
-    assert all(row["dense_ratio"] > 0 for row in rows if row["impl"] == "n3block")
+    assert all(row["dense_ratio"] > 0 and row["lean"] is False for row in rows if row["impl"] == "n3block")

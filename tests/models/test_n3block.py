@@ -334,3 +334,16 @@ def test_memory_on_a_512px_input_stays_bounded():
     )
     growth_mb = float(result.stdout.strip())
     assert growth_mb < MEMORY_BOUND_MB, f"peak memory grew by {growth_mb:.0f} MB"
+
+
+def test_n3block_gradients_do_not_depend_on_the_lean_mode() -> None:
+    """Above ``lean_above`` pixels the block runs lean: the block's output and gradients stay the same."""
+    results = []
+    for lean_above in (0, 1 << 30):
+        torch.manual_seed(0)
+        block = N3Block(in_channels=2, lean_above=lean_above, **TINY).double().train()
+        y = torch.rand(2, 2, 23, 19, dtype=torch.float64, requires_grad=True)
+        out = block(y)
+        out.backward(torch.rand_like(out))
+        results.append([out, y.grad, *(p.grad for p in block.parameters()), *block.buffers()])
+    assert max((a - b).abs().max().item() for a, b in zip(*results, strict=True)) < 1e-10

@@ -452,6 +452,7 @@ class _Aggregate(torch.autograd.Function):
     ) -> torch.Tensor:
         ctx.plan, ctx.k, ctx.relax, ctx.kept = plan, k, relax, []
         ctx.save_for_backward(selection, blocks)
+        keep = keep and any(ctx.needs_input_grad[:2])  # no backward pass without gradients
         out, scratch = blocks.new_zeros(*blocks.shape[:3], k * blocks.shape[3]), _Scratch()
         for tile in plan.tiles(blocks.device):
             rounds = _weights(selection, tile, k, relax)

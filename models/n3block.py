@@ -102,7 +102,8 @@ def _relax(logits: torch.Tensor, k: int) -> _Rounds:
         weights = torch.exp(log_weights, out=rounds.weights[..., index, :])
         if index < k - 1:
             top, place = log_weights.max(dim=-1, keepdim=True)
-            logits = logits + torch.log1p(-weights).scatter_(-1, place, _log1mexp(top))
+            update = torch.neg(weights, out=log_weights).log1p_().scatter_(-1, place, _log1mexp(top))
+            logits = logits + update if index == 0 else logits.add_(update)  # never the caller's tensor
             rounds.tops.append(top)
             rounds.places.append(place)
     return rounds
@@ -188,11 +189,14 @@ class _Tile:
     """``count`` equal query tiles side by side, the bands of patches their windows cover, and index tensors.
 
     Grid positions count patches, block positions count ``g × g`` blocks. Columns of the ``count`` tiles are
-    listed tile after tile; ``queries`` and ``candidates`` index each tile's band (row-major).
+    listed tile after tile; ``queries`` and ``candidates`` index each tile's band (row-major). The last tile of a
+    row may overlap the one before it (all tiles have the same width): the queries it shares are computed twice
+    but counted once, through ``owned``.
     """
 
     rows: slice  # grid rows of the queries (shared by the tiles)
-    cols: slice  # grid columns of the queries of all tiles
+    cols: torch.Tensor  # (count·width,) grid columns of the queries of all tiles
+    owned: torch.Tensor | None  # (count, width) whether a tile's column is its own, None when all are
     count: int
     band_rows: slice  # grid rows of the bands
     band_cols: torch.Tensor  # (count·band width,) grid columns of each band
@@ -207,7 +211,7 @@ class _Tile:
     def shape(self) -> tuple[int, int, int, int]:
         """Query rows and columns of one tile, then rows and columns of its band."""
         rows, band_rows = self.rows.stop - self.rows.start, self.band_rows.stop - self.band_rows.start
-        return rows, (self.cols.stop - self.cols.start) // self.count, band_rows, self.band_cols.numel() // self.count
+        return rows, self.cols.numel() // self.count, band_rows, self.band_cols.numel() // self.count
 
     @property
     def block_shape(self) -> tuple[int, int, int, int]:
@@ -285,17 +289,19 @@ class _Plan:
         return 2 * blocks * grad_squares[..., None]
 
     def tiles(self, device: torch.device) -> Iterator[_Tile]:
-        """Rows of ``tile × tile`` query tiles (narrower at the bottom and right edges), row-major."""
-        runs = [(0, self.tile, self.cols // self.tile)] if self.cols >= self.tile else []
-        if self.cols % self.tile:
-            runs.append((self.cols - self.cols % self.tile, self.cols % self.tile, 1))
+        """Rows of ``tile × tile`` query tiles, row-major: lower at the bottom edge; at the right edge the last
+        tile is moved left to keep its width (one batch per row), overlapping its neighbour."""
+        width = min(self.tile, self.cols)
+        count = -(-self.cols // width)
+        firsts = (width * torch.arange(count, device=device)).clamp_max(self.cols - width)
         for first_row in range(0, self.rows, self.tile):
-            for first_col, width, count in runs:
-                yield self._tile(first_row, min(self.tile, self.rows - first_row), first_col, width, count, device)
+            yield self._tile(first_row, min(self.tile, self.rows - first_row), firsts, width, device)
 
-    def _tile(self, first_row: int, height: int, first_col: int, width: int, count: int, device: torch.device) -> _Tile:
+    def _tile(self, first_row: int, height: int, firsts: torch.Tensor, width: int, device: torch.device) -> _Tile:
         row = _Axis.of(torch.tensor([first_row], device=device), height, self.rows, self.window)
-        col = _Axis.of(first_col + width * torch.arange(count, device=device), width, self.cols, self.window)
+        col = _Axis.of(firsts, width, self.cols, self.window)
+        count = firsts.numel()
+        owned = col.queries >= width * torch.arange(count, device=device)[:, None]
         band_width, window = col.length, self.window
         grid = (row.windows[:, :, None, :, None] * band_width + col.windows[:, None, :, None, :]).flatten(3)
         own = (row.offsets[:, :, None] * window + col.offsets[:, None, :]).flatten(1)
@@ -308,7 +314,8 @@ class _Plan:
 
         return _Tile(
             rows=slice(first_row, first_row + height),
-            cols=slice(first_col, first_col + count * width),
+            cols=col.queries.flatten(),
+            owned=None if bool(owned.all()) else owned,
             count=count,
             band_rows=slice(band_row, band_row + row.length),
             band_cols=(col.bands[:, None] + torch.arange(band_width, device=device)).flatten(),
@@ -373,9 +380,30 @@ def _scatter(x: torch.Tensor, rows: slice, cols: torch.Tensor, values: torch.Ten
     x[:, rows].index_add_(2, cols, values.transpose(1, 2).flatten(2, 3))
 
 
-def _region(x: torch.Tensor, tile: _Tile) -> torch.Tensor:
-    """View ``(B, count, rows, cols, *rest)`` of the tiles' queries in a ``(B, rows, cols, *rest)`` tensor."""
-    return x[:, tile.rows, tile.cols].unflatten(2, (tile.count, -1)).transpose(1, 2)
+def _take(x: torch.Tensor, tile: _Tile) -> torch.Tensor:
+    """The tiles' queries ``(B, count, rows · cols, *rest)`` of a ``(B, rows, cols, *rest)`` tensor, copied."""
+    return _gather(x, tile.rows, tile.cols, tile.count).flatten(2, 3)
+
+
+def _put(x: torch.Tensor, tile: _Tile, values: torch.Tensor, add: bool = False) -> None:
+    """Write (or ``add``) the tiles' query values ``(B, count, rows · cols, *rest)`` into their own places of
+    ``x`` ``(B, rows, cols, *rest)``; the values of queries a tile does not own are dropped."""
+    values = values.unflatten(2, tile.shape[:2]).transpose(1, 2).flatten(2, 3)
+    cols = tile.cols
+    if tile.owned is not None:
+        own = tile.owned.flatten().nonzero().squeeze(1)
+        values, cols = values.index_select(2, own), cols[own]
+    target = x[:, tile.rows]
+    target.index_add_(2, cols, values) if add else target.index_copy_(2, cols, values)
+
+
+def _owned(values: torch.Tensor, tile: _Tile) -> torch.Tensor:
+    """``values`` ``(B, count, rows · cols, *rest)`` with zeros at the queries the tiles do not own."""
+    if tile.owned is None:
+        return values
+    rows, cols = tile.shape[:2]
+    mask = tile.owned[:, None, :].expand(-1, rows, -1).reshape(tile.count, rows * cols)
+    return values * mask.view(1, tile.count, -1, *(1 for _ in values.shape[3:])).to(values.dtype)
 
 
 def _tile_blocks(blocks: torch.Tensor, tile: _Tile) -> tuple[torch.Tensor, torch.Tensor]:
@@ -405,7 +433,7 @@ class _Distances(torch.autograd.Function):
             candidate_norms = band_norms.gather(2, tile.index(tile.candidates, batch))
             scores = 2 * inner - candidate_norms
             scores = scores.view(batch, tile.count, -1, plan.candidates) - query_norms[..., None]
-            _region(out, tile).copy_(scores.unflatten(2, tile.shape[:2]))
+            _put(out, tile, scores)
         return out
 
     @staticmethod
@@ -414,8 +442,8 @@ class _Distances(torch.autograd.Function):
         plan, batch = ctx.plan, blocks.shape[0]
         grad_blocks, grad_norms = torch.zeros_like(blocks), blocks.new_zeros(batch, plan.rows, plan.cols)
         for tile in plan.tiles(blocks.device):
-            scores = _region(grad, tile).flatten(2, 3)
-            _region(grad_norms, tile).sub_(scores.sum(-1).unflatten(2, tile.shape[:2]))
+            scores = _owned(_take(grad, tile), tile)
+            _put(grad_norms, tile, -scores.sum(-1), add=True)
             band_norms = scores.new_zeros(batch, tile.count, tile.shape[2] * tile.shape[3])
             band_norms.scatter_add_(2, tile.index(tile.candidates, batch), scores.flatten(2))
             _scatter(grad_norms, tile.band_rows, tile.band_cols, -band_norms.unflatten(2, tile.shape[2:]))
@@ -481,7 +509,7 @@ class _Aggregate(torch.autograd.Function):
                 grad_weights = _block_weights_backward(grad_pairs, tile, plan, rounds.weights.shape)
                 if ctx.relax:
                     grad_weights = _relax_backward(grad_weights, rounds)
-                _region(grad_selection, tile).copy_(grad_weights.unflatten(2, tile.shape[:2]))
+                _put(grad_selection, tile, grad_weights)
         return grad_selection, grad_blocks, None, None, None, None
 
 
@@ -494,7 +522,7 @@ def _tile_volumes(image: torch.Tensor, tile: _Tile, plan: _Plan) -> torch.Tensor
 
 def _weights(selection: torch.Tensor, tile: _Tile, k: int, relax: bool) -> _Rounds:
     """The tiles' weights ``(B, count, Q, k, O)``: the continuous rule's rounds, or the given weights."""
-    selection = _region(selection, tile).flatten(2, 3)
+    selection = _take(selection, tile)
     return _relax(selection, k) if relax else _Rounds(selection, [], [])
 
 
@@ -519,6 +547,7 @@ def _block_weights(weights: torch.Tensor, tile: _Tile, plan: _Plan, scratch: _Sc
     """
     batch, count, queries, k, _ = weights.shape
     rows, cols, band_rows, band_cols = tile.shape
+    weights = _owned(weights, tile)
     dense = scratch.zeros("dense", weights, batch, count, queries, k, band_rows * band_cols)
     dense.scatter_(4, _candidate_index(tile, batch, queries, k), weights)
     dense = dense.view(batch, count, rows, cols, k, band_rows, band_cols)

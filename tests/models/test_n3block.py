@@ -149,7 +149,14 @@ def test_paper_geometry_equals_the_reference_and_keeps_224_candidates():
     block = _calibrated(_block(in_channels=8, tile=4), y)  # patch 10, stride 5, 15×15 window, k = 7
     tiles = list(block._tiles(85, 90, y.device))  # 82 → pad 1/2, 86 → pad 2/2
     assert {tuple(tile.candidates.shape[1:]) for tile in tiles} == {(224,)}
-    assert sum(tile.queries.numel() for tile in tiles) == 16 * 17
+    owned = [
+        (row, int(col))
+        for tile in tiles
+        for row in range(tile.rows.start, tile.rows.stop)
+        for index, col in enumerate(tile.cols)
+        if tile.owned is None or tile.owned.flatten()[index]
+    ]
+    assert sorted(owned) == [(row, col) for row in range(16) for col in range(17)]  # every query, once
     with torch.no_grad():
         torch.testing.assert_close(block(y), _reference(block, y), rtol=0, atol=1e-10)
 
@@ -341,7 +348,7 @@ def test_n3block_gradients_do_not_depend_on_the_lean_mode() -> None:
     results = []
     for lean_above in (0, 1 << 30):
         torch.manual_seed(0)
-        block = N3Block(in_channels=2, lean_above=lean_above, **TINY).double().train()
+        block = N3Block(in_channels=2, lean_above=lean_above, tile=3, **TINY).double().train()
         y = torch.rand(2, 2, 23, 19, dtype=torch.float64, requires_grad=True)
         out = block(y)
         out.backward(torch.rand_like(out))

@@ -67,7 +67,7 @@ def striped(stack: nn.Sequential, x: torch.Tensor) -> torch.Tensor:
     """``stack(x)`` with the same value and gradients, keeping only ``x`` and BatchNorm statistics for backward.
 
     ``stack`` may hold ``Conv2d`` (stride 1, odd square kernel, zero "same" padding, no dilation or groups),
-    ``BatchNorm2d`` and ``ReLU``; anything else raises TypeError. Not twice differentiable.
+    ``BatchNorm2d``, ``ReLU`` and ``Identity``; anything else raises TypeError. Not twice differentiable.
     """
     for layer in stack:
         _check_layer(layer)
@@ -81,7 +81,7 @@ def _check_layer(layer: nn.Module) -> None:
         same = kh == kw and kh % 2 == 1 and ph == pw == kh // 2 and layer.padding_mode == "zeros"
         if not same or layer.stride != (1, 1) or layer.dilation != (1, 1) or layer.groups != 1:
             raise TypeError(f"striped(): only stride-1 odd square 'same' zero-padded convs, got {layer}")
-    elif not isinstance(layer, (nn.BatchNorm2d, nn.ReLU)):
+    elif not isinstance(layer, (nn.BatchNorm2d, nn.ReLU, nn.Identity)):
         raise TypeError(f"striped(): unsupported layer {layer}")
 
 
@@ -180,6 +180,6 @@ class _Stripes:
                 if after and norm.batch:
                     loss = loss + norm.coupling(a[:, :, first - lo : last - lo])
                 a = norm.apply(a, norm.mean, norm.invstd)
-            else:
+            elif isinstance(layer, nn.ReLU):
                 a = F.relu(a)
         return loss + (self.grad[:, :, first:last] * a[:, :, first - lo : last - lo]).sum()

@@ -14,6 +14,7 @@ from typing import Any, ClassVar
 
 import numpy as np
 import torch
+from torch.nn.utils.fusion import fuse_conv_bn_eval
 
 from pipeline.data.download import RemoteFile
 from pipeline.errors import UserError
@@ -84,11 +85,12 @@ class LearnedMethod(Method):
         raise NotImplementedError(f"{self.name} has no official checkpoint importer")
 
     def load(self, state_dict: Mapping[str, torch.Tensor], setting: int, device: str = "cpu") -> None:
-        """Build the network for ``setting`` and load ``state_dict`` strictly."""
+        """Build the network for ``setting``, load ``state_dict`` strictly and make it an inference network (eval
+        mode, BatchNorm folded into the convs before it: the same function in fewer passes)."""
         network = self.build_network(setting)
         network.load_state_dict(state_dict, strict=True)
         self.device = torch.device(device)
-        self.network = network.to(self.device).eval()
+        self.network = fold_batchnorm(network.to(self.device).eval())
 
     def load_file(self, path: Path, setting: int, device: str = "cpu") -> None:
         """Load a checkpoint written by n3bench (``{"state_dict": ..., "method": ..., "hparams": ...}``), refusing
@@ -165,6 +167,18 @@ class LearnedMethod(Method):
             return np.stack([self.restore(image[..., channel], setting) for channel in range(image.shape[2])], -1)
         with torch.inference_mode():
             return self.to_image(self.network(self.network_input(image, setting)))
+
+
+@torch.no_grad()
+def fold_batchnorm(module: torch.nn.Module) -> torch.nn.Module:
+    """For inference: fold each eval-mode BatchNorm2d that follows a Conv2d in an ``nn.Sequential`` into that
+    conv (``torch.nn.utils.fusion.fuse_conv_bn_eval``), leaving ``nn.Identity`` in its place. Returns ``module``."""
+    for sequential in [m for m in module.modules() if isinstance(m, torch.nn.Sequential)]:
+        for index in range(1, len(sequential)):
+            conv, bn = sequential[index - 1], sequential[index]
+            if isinstance(conv, torch.nn.Conv2d) and isinstance(bn, torch.nn.BatchNorm2d) and not bn.training:
+                sequential[index - 1], sequential[index] = fuse_conv_bn_eval(conv, bn), torch.nn.Identity()
+    return module
 
 
 def _input_channels(network: torch.nn.Module) -> int | None:

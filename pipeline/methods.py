@@ -108,7 +108,8 @@ class LearnedMethod(Method):
         if not isinstance(payload, dict) or not isinstance(payload.get("state_dict"), Mapping):
             raise CheckpointError(f"{path} is not a checkpoint written by n3bench (it has no state_dict)")
         if payload.get("method") == self.name and isinstance(payload.get("hparams"), dict):
-            self.hparams = dict(payload["hparams"])
+            # the class's defaults fill in what the file does not say, e.g. options newer than the file
+            self.hparams = {**type(self)().hparams, **payload["hparams"]}
         try:
             self.load(payload["state_dict"], setting, device)
         except RuntimeError as error:

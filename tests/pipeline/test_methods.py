@@ -1,13 +1,15 @@
-"""Learned methods' inference networks: BatchNorm folded into the convs computes the same function."""
+"""Learned methods: inference networks with BatchNorm folded, and checkpoints that bring their architecture."""
 
 from __future__ import annotations
 
+import numpy as np
 import torch
 from torch import nn
 
 from models.dncnn import conv_stack
 from models.n3net import N3Net
-from pipeline.methods import fold_batchnorm
+from pipeline.methods import METHODS, fold_batchnorm
+from pipeline.train import save_model
 
 
 def _with_statistics(module: nn.Module) -> nn.Module:
@@ -39,3 +41,12 @@ def test_training_mode_batchnorm_is_left_alone() -> None:
     stack = conv_stack(2, 4, 2, 3, head_bn=True).train()
     fold_batchnorm(stack)
     assert sum(isinstance(m, nn.BatchNorm2d) for m in stack.modules()) == 2
+
+
+def test_a_checkpoint_from_before_an_option_existed_loads_with_its_default(tmp_path) -> None:
+    network = METHODS.get("dncnn-s")(depth=5).build_network(25)
+    save_model(network, tmp_path, {"method": "dncnn-s", "hparams": {"depth": 5}})  # no noise_maps yet
+    method = METHODS.get("dncnn-s")()
+    method.load_file(tmp_path / "model.pt", 25)
+    assert method.hparams["depth"] == 5 and method.hparams["noise_maps"] is False
+    assert method.restore(np.zeros((16, 16), np.float32), 25).shape == (16, 16)

@@ -565,7 +565,7 @@ def _block_weights_backward(grad: torch.Tensor, tile: _Tile, plan: _Plan, shape:
     block_rows, block_cols, band_block_rows, band_block_cols = tile.block_shape
     grad = grad.view(batch, count, block_rows, block_cols, k, band_block_rows, band_block_cols)
     shifted = (grad[:, :, row, col, :, band_row, band_col] for row, col, band_row, band_col in _shifts(tile, plan))
-    dense = sum(shifted, torch.zeros(())).reshape(batch, count, queries, k, -1)
+    dense = sum(shifted).reshape(batch, count, queries, k, -1)
     return dense.gather(4, _candidate_index(tile, batch, queries, k))
 
 
@@ -595,7 +595,8 @@ class N3Block(nn.Module):
     log-T, starting at 0) or ``fixed`` (T = temp_bias). ``distance_bn``: BatchNorm1d over all distances.
     Queries are processed in ``tile``×``tile`` patch blocks against the band of patches their windows cover
     (speed and memory only, results identical), so memory grows linearly with the pixels: besides the
-    (queries × candidates) distances and logits, nothing larger than the output is built or kept for backward.
+    (queries × candidates) distances and logits and the relaxation's k rounds of weights, nothing larger than the
+    output is built or kept for backward.
     With autograd on and more than ``lean_above`` pixels (batch × height × width) the block trades compute for
     memory, with the same results: f_E and f_T keep only their input and recompute their activations in stripes
     (:mod:`models.striped`), and the relaxation's rounds are recomputed in the backward pass instead of kept.
@@ -684,10 +685,6 @@ class N3Block(nn.Module):
         p, s = self.patch_size, self.stride
         g = math.gcd(p, s)
         return _Plan((height - p) // s + 1, (width - p) // s + 1, self.window, self.tile, g, p // g, s // g)
-
-    def _tiles(self, height: int, width: int, device: torch.device) -> Iterator[_Tile]:
-        """Rows of query tiles of the padded map's patch grid, in row-major order."""
-        return self._plan(height, width).tiles(device)
 
     def _logits(
         self, scores: torch.Tensor, pad: Callable[[torch.Tensor], torch.Tensor], y: torch.Tensor, lean: bool

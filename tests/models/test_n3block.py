@@ -147,7 +147,7 @@ def test_training_mode_normalises_distances_over_all_tiles_at_once():
 def test_paper_geometry_equals_the_reference_and_keeps_224_candidates():
     y = torch.randn(1, 8, 82, 86, dtype=torch.float64, generator=torch.Generator().manual_seed(3))
     block = _calibrated(_block(in_channels=8, tile=4), y)  # patch 10, stride 5, 15×15 window, k = 7
-    tiles = list(block._tiles(85, 90, y.device))  # 82 → pad 1/2, 86 → pad 2/2
+    tiles = list(block._plan(85, 90).tiles(y.device))  # 82 → pad 1/2, 86 → pad 2/2
     assert {tuple(tile.candidates.shape[1:]) for tile in tiles} == {(224,)}
     owned = [
         (row, int(col))

@@ -239,7 +239,7 @@ def _block_case(case: Case) -> tuple[Callable[[], None], dict[str, int]]:
         "conv_flops": factor * conv_flops(block, case.height, case.width),
     }
     if case.impl == "n3block":
-        flops["lean"] = case.pass_ == "fwd+bwd" and case.height * case.width > block.lean_above
+        flops["lean"] = case.pass_ == "fwd+bwd" and block.lean(case.height * case.width)
     return _pass(forward, block, y, case.pass_), flops
 
 

@@ -32,7 +32,8 @@ def single_threaded(name: str) -> object:
     import bm3d
 
     classes = {"np": bm3d.BM3DProfile, "refilter": bm3d.BM3DProfileRefilter, "vn": bm3d.BM3DProfileVN,
-               "high": bm3d.BM3DProfileHigh, "deb": bm3d.BM3DProfileDeb, "lc": bm3d.BM3DProfileLC}
+               "high": bm3d.BM3DProfileHigh, "vn_old": bm3d.BM3DProfileVNOld, "deb": bm3d.BM3DProfileDeb,
+               "lc": bm3d.BM3DProfileLC}
     if name not in classes:
         raise ValueError(f"unknown bm3d profile {name!r}; valid: {', '.join(classes)}")
     profile = classes[name]()

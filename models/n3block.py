@@ -658,7 +658,7 @@ class N3Block(nn.Module):
             return F.pad(x, (left, right, top, bottom))
 
         plan, nets_input, y_pad = self._plan(*padded), _conv_layout(y), pad(y)
-        lean = torch.is_grad_enabled() and y.numel() // y.shape[1] > self.lean_above
+        lean = self.lean(y.numel() // y.shape[1])
         e_pad = y_pad if self.embedding is None else pad(_run(self.embedding, nets_input, lean))
         logits = self._logits(_Distances.apply(plan.to_blocks(e_pad), plan), pad, nets_input, lean)
         relax = self.rule == "continuous"
@@ -666,6 +666,10 @@ class N3Block(nn.Module):
         neighbours = _Aggregate.apply(selection, plan.to_blocks(y_pad), plan, self.k, relax, not lean)
         neighbours = neighbours.div_(self._overlaps(*padded, y)).sub_(y_pad[:, None])
         return torch.cat([y, neighbours[..., top : top + height, left : left + width].flatten(1, 2)], dim=1)
+
+    def lean(self, pixels: int) -> bool:
+        """Whether an input of ``pixels`` (batch × height × width) runs in the lean mode now."""
+        return torch.is_grad_enabled() and pixels > self.lean_above
 
     def _padding(self, y: torch.Tensor) -> tuple[tuple[int, int], tuple[int, int]]:
         """Zero padding (top, bottom), (left, right); ValueError if the padded input is below :attr:`min_size`."""

@@ -21,10 +21,8 @@ from pipeline.data.prepare import load_manifest
 from pipeline.evaluate import TASKS, Sample, Task, cell_key
 from pipeline.methods import METHODS, LearnedMethod, Method
 from pipeline.protocols.pgnoise import sample_training_batch
-from pipeline.train import Schedule, finish, save_model, train
+from pipeline.train import MANIFEST_FILE, MODEL_FILE, Schedule, finish, save_model, train
 
-MODEL_FILE = "model.pt"
-MANIFEST_FILE = "model.json"
 #: test images scored during training
 VALIDATION_IMAGES = 2
 

@@ -29,6 +29,7 @@ from pipeline.config import Params
 from pipeline.correspondence.report import section as correspondence_section
 from pipeline.data.images import atomic_write_bytes, read_image
 from pipeline.evaluate import ROW_COLUMNS, SuperResolutionTask
+from pipeline.markdown import MISSING, markdown_table, number
 
 PAPER_TABLES = paths.REPORTS / "paper_tables.yaml"
 
@@ -80,7 +81,6 @@ METHOD_ORDER = ("n3net", "n3net-sr", "n3net-pg", "dncnn-s", "dncnn-b", "dncnn-pg
 RESULT_COLUMNS = ["task", "method", "setting", "dataset", "psnr", "ssim", "n_images", "seconds", "device", "profile"]
 PAIRED_COLUMNS = ["task", "dataset", "setting", "method_a", "method_b", "n_images", "mean_diff", "ci_low",
                   "ci_high", "confidence", "resamples", "seed"]
-MISSING = "—"
 SMOKE_BANNER = (
     "> **⚠ Smoke profile: these numbers are NOT comparable with the paper.** They come from the smoke "
     "profile's tiny sample images and tiny models trained for seconds on a CPU; they only show that the "
@@ -278,7 +278,7 @@ def paper_table_markdown(table: dict[str, Any], task: str, metric: str, results:
     return "\n".join([
         f"### {table['id']} · {task} · {metric}{unit}", "",
         f"*{table.get('caption', '').strip()}* Source: {table.get('source_paper', 'unknown')}.", "",
-        *_markdown_table(header, lines),
+        *markdown_table(header, lines),
     ])
 
 
@@ -323,7 +323,7 @@ def dnd_markdown(tables: Iterable[dict[str, Any]]) -> list[str]:
     return [f"### {DND_TABLE} · DND", "", f"*{table.get('caption', '').strip()}* Source: "
             f"{table.get('source_paper', 'unknown')}. {table.get('notes', '').strip()} n3bench writes the submission "
             "bundle (`pipeline/realnoise/dnd.py`); only the benchmark website scores it.", "",
-            *_markdown_table(["Method", "Space", "PSNR Paper", "SSIM Paper", "Measured"], lines)]
+            *markdown_table(["Method", "Space", "PSNR Paper", "SSIM Paper", "Measured"], lines)]
 
 
 def realnoise_markdown(tables: list[dict[str, Any]], results: pd.DataFrame) -> list[str]:
@@ -340,25 +340,16 @@ def realnoise_markdown(tables: list[dict[str, Any]], results: pd.DataFrame) -> l
 
 
 # ---- other Markdown sections ---------------------------------------------------------------------------------
-def _markdown_table(header: list[str], rows: Iterable[list[str]]) -> list[str]:
-    return ["| " + " | ".join(header) + " |", "|" + "---|" * len(header),
-            *("| " + " | ".join(row) + " |" for row in rows), ""]
-
-
-def _optional(value: Any, spec: str) -> str:
-    return MISSING if value is None or pd.isna(value) else format(value, spec)
-
-
 def measured_markdown(results: pd.DataFrame) -> list[str]:
     """Everything measured, one table per task."""
     lines = []
     for task, group in results.groupby("task", sort=True):
         lines += [f"### Measured · {task}", ""]
         ordered = sorted(group.itertuples(), key=lambda r: (r.dataset, r.setting, method_key(r.method)))
-        rows = [[f"`{r.method}`", r.dataset, SETTING_LABEL[task].format(r.setting), _optional(r.psnr, ".2f"),
-                 _optional(r.ssim, ".4f"), _optional(r.n_images, ".0f"), _optional(r.seconds, ".3f")]
+        rows = [[f"`{r.method}`", r.dataset, SETTING_LABEL[task].format(r.setting), number(r.psnr, ".2f"),
+                 number(r.ssim, ".4f"), number(r.n_images, ".0f"), number(r.seconds, ".3f")]
                 for r in ordered]
-        lines += _markdown_table(["Method", "Dataset", "Setting", "PSNR (dB)", "SSIM", "Images", "s/image"], rows)
+        lines += markdown_table(["Method", "Dataset", "Setting", "PSNR (dB)", "SSIM", "Images", "s/image"], rows)
     return lines or ["Nothing was measured in this profile yet.", ""]
 
 
@@ -373,7 +364,7 @@ def paired_markdown(paired: pd.DataFrame, confidence: float) -> list[str]:
         rows = [[r.dataset, SETTING_LABEL[task].format(r.setting), f"`{r.method_a}`", f"`{r.method_b}`",
                  str(r.n_images), f"{r.mean_diff:+.2f}", f"[{r.ci_low:+.2f}, {r.ci_high:+.2f}]"]
                 for r in group.itertuples()]
-        lines += _markdown_table(["Dataset", "Setting", "A", "B", "Images", "Mean ΔPSNR A − B (dB)",
+        lines += markdown_table(["Dataset", "Setting", "A", "B", "Images", "Mean ΔPSNR A − B (dB)",
                                   f"{percent} CI"], rows)
     return lines or ["No two methods were scored on the same images.", ""]
 

@@ -27,6 +27,9 @@ from tqdm import tqdm
 
 from pipeline.errors import UserError
 
+MODEL_FILE = "model.pt"  # the weights and metadata of a trained network (save_model)
+MANIFEST_FILE = "model.json"  # what produced a model folder, readable without torch
+
 
 class TrainingTask(Protocol):
     """What a learned method provides for training."""
@@ -198,7 +201,7 @@ def train(
 
 def save_model(network: nn.Module, out: Path, metadata: dict[str, Any]) -> None:
     """Write ``out/model.pt``: the weights and the metadata that produced them."""
-    _atomic_save({"state_dict": network.state_dict(), **metadata}, out / "model.pt")
+    _atomic_save({"state_dict": network.state_dict(), **metadata}, out / MODEL_FILE)
 
 
 def finish(scratch: Path, network: nn.Module, out: Path, metadata: dict[str, Any]) -> None:

@@ -15,9 +15,10 @@ from typing import Any
 import pandas as pd
 
 from pipeline import paths
+from pipeline.cells import EXAMPLES
 from pipeline.config import CORRESPONDENCE, Params
 from pipeline.correspondence.data import PrepareOptions, load_pairs, prepare
-from pipeline.correspondence.evaluate import evaluate
+from pipeline.correspondence.evaluate import PER_PAIR, evaluate
 from pipeline.correspondence.methods import MATCHERS, LearnedMatcher, Matcher, load_matcher
 from pipeline.correspondence.synthetic import SyntheticConfig
 from pipeline.correspondence.tables import Pair, drop_non_finite, write_pairs
@@ -25,11 +26,8 @@ from pipeline.correspondence.training import CorrespondenceTraining, cnet_schedu
 from pipeline.data.download import mirror_root
 from pipeline.data.images import atomic_write_bytes
 from pipeline.evaluate import cell_key
+from pipeline.train import MANIFEST_FILE, MODEL_FILE
 
-MODEL_FILE = "model.pt"
-MANIFEST_FILE = "model.json"
-PER_PAIR = "per_pair.parquet"
-EXAMPLES = "examples"
 PREDICTED = "predicted.parquet"
 
 

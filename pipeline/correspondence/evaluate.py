@@ -26,6 +26,8 @@ BIN_WIDTH_DEG = 5
 MAX_THRESHOLD_DEG = 30
 REPORTED_THRESHOLDS = (5, 10, 20)
 
+PER_PAIR = "per_pair.parquet"
+
 
 def accuracy(errors: np.ndarray) -> np.ndarray:
     """``acc(θ)`` for θ = 5, 10, …, 30 degrees."""
@@ -208,5 +210,5 @@ def evaluate_correspondence(
     rows, summary = evaluate(matcher, pairs, method_name, dataset)
     if out is not None:
         Path(out).mkdir(parents=True, exist_ok=True)
-        rows.to_parquet(Path(out) / "per_pair.parquet", index=False)
+        rows.to_parquet(Path(out) / PER_PAIR, index=False)
     return {"method": method_name, "dataset": dataset, "split": split, **summary}

@@ -23,16 +23,17 @@ from matplotlib.collections import LineCollection
 from matplotlib.figure import Figure
 
 from pipeline import paths
-from pipeline.correspondence.cells import EXAMPLES, PER_PAIR, PREDICTED
+from pipeline.cells import EXAMPLES
+from pipeline.correspondence.cells import PREDICTED
 from pipeline.correspondence.data import view_images
-from pipeline.correspondence.evaluate import REPORTED_THRESHOLDS, ROW_COLUMNS, compare_map
+from pipeline.correspondence.evaluate import PER_PAIR, REPORTED_THRESHOLDS, ROW_COLUMNS, compare_map
 from pipeline.correspondence.tables import INLIER, Pair, read_pairs
+from pipeline.markdown import MISSING, markdown_table, number
 
 TABLE_ID = "n3net_correspondence"
 PAPER_TABLES = paths.REPORTS / "paper_tables.yaml"
 #: the paper's method names → n3bench's correspondence methods
 PAPER_METHODS = {"CNet": "cnet", "N3Net": "n3net-cnet"}
-MISSING = "—"
 
 Key = tuple[str, str, str]  # (train dataset, test dataset, n3bench method)
 
@@ -184,25 +185,16 @@ def paired(rows: pd.DataFrame, resamples: int, confidence: float, seed: int, thr
     return pd.DataFrame(found, columns=PAIRED_COLUMNS)
 
 
-def _number(value: Any, spec: str = ".3f") -> str:
-    return MISSING if value is None or pd.isna(value) else format(value, spec)
-
-
-def _table(header: list[str], rows: list[list[str]]) -> list[str]:
-    return ["| " + " | ".join(header) + " |", "|" + "---|" * len(header),
-            *("| " + " | ".join(row) + " |" for row in rows), ""]
-
-
 def measured_markdown(results: pd.DataFrame) -> list[str]:
     """Every measured cell: mAPs, inlier scores, median errors, and the failed / degenerate pair counts."""
     header = ["Method", "Train → test", "Pairs", "mAP@5°", "mAP@10°", "mAP@20°", "Precision", "Recall", "F1",
               "Median err_R / err_t (°)", "Failed", "Degenerate", "NaN matches", "s/pair"]
-    rows = [[f"`{r.method}`", f"{r.train} → {r.dataset}", str(r.n_pairs), _number(r.map5), _number(r.map10),
-             _number(r.map20), _number(r.precision), _number(r.recall), _number(r.f1),
-             f"{_number(r.median_err_R, '.2f')} / {_number(r.median_err_t, '.2f')}", str(r.n_failed),
-             str(r.n_degenerate), str(r.nan_matches), _number(r.seconds_per_pair, ".4f")]
+    rows = [[f"`{r.method}`", f"{r.train} → {r.dataset}", str(r.n_pairs), number(r.map5), number(r.map10),
+             number(r.map20), number(r.precision), number(r.recall), number(r.f1),
+             f"{number(r.median_err_R, '.2f')} / {number(r.median_err_t, '.2f')}", str(r.n_failed),
+             str(r.n_degenerate), str(r.nan_matches), number(r.seconds_per_pair, ".4f")]
             for r in results.sort_values(["train", "dataset", "method"]).itertuples()]
-    return ["### Measured · correspondence", "", *_table(header, rows)]
+    return ["### Measured · correspondence", "", *markdown_table(header, rows)]
 
 
 def paired_markdown(comparisons: pd.DataFrame) -> list[str]:
@@ -212,7 +204,7 @@ def paired_markdown(comparisons: pd.DataFrame) -> list[str]:
     percent = f"{comparisons.confidence.iloc[0]:.0%}"
     rows = [[f"{r.train} → {r.dataset}", f"`{r.method_a}`", f"`{r.method_b}`", str(r.n_pairs),
              f"{r.mean_diff:+.3f}", f"[{r.ci_low:+.3f}, {r.ci_high:+.3f}]"] for r in comparisons.itertuples()]
-    return [*lines, *_table(["Train → test", "A", "B", "Pairs", "ΔmAP@10° A − B", f"{percent} CI"], rows)]
+    return [*lines, *markdown_table(["Train → test", "A", "B", "Pairs", "ΔmAP@10° A − B", f"{percent} CI"], rows)]
 
 
 def _figure_cell(profile: str, results: pd.DataFrame, root: Path) -> tuple[str, str, Path] | None:
